@@ -1,0 +1,1 @@
+"""Helpers no user imports: redaction, the sync bridge, SSE decoding, YAML reading."""

@@ -1,0 +1,76 @@
+"""Keep secrets out of messages, reprs and logs.
+
+Two nets: every key a provider or a config is built with is registered here and
+replaced wherever it appears, and well-known key shapes (OpenAI ``sk-``, Anthropic
+``sk-ant-``, bearer tokens) are masked even when nobody registered them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+REDACTED = "[REDACTED]"
+_MIN_SECRET_LENGTH = 8
+
+_PATTERN = re.compile(
+    r"sk-ant-[A-Za-z0-9_\-]{8,}"
+    r"|sk-[A-Za-z0-9_\-]{16,}"
+    r"|(?<=Bearer )[A-Za-z0-9._~+/\-]{8,}=*",
+)
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_known: re.Pattern[str] | None = None
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` so that :func:`redact` masks it everywhere from now on."""
+    global _known
+    if not value or len(value) < _MIN_SECRET_LENGTH or value in _secrets:
+        return
+    with _lock:
+        _secrets.add(value)
+        # Longest first, so a key that contains another is masked whole.
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _known = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every registered secret and key-shaped token masked."""
+    known = _known
+    if known is not None:
+        text = known.sub(REDACTED, text)
+    return _PATTERN.sub(REDACTED, text)
+
+
+def mask(value: str | None) -> str:
+    """A short, safe rendering of a secret for reprs: ``'sk-...[REDACTED]'`` or ``None``."""
+    if not value:
+        return "None"
+    return f"{value[:3]}...{REDACTED}"
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secrets from each record's final message.
+
+    chainweave's loggers carry it; add it to your own handlers to cover log lines
+    that format chainweave objects.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A chainweave logger with the redacting filter attached once."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger
