@@ -116,12 +116,16 @@ class StubServer:
         async def _close() -> None:
             if self._server is not None:
                 self._server.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._server.wait_closed(), 2)
+            current = asyncio.current_task()
+            handlers = [t for t in asyncio.all_tasks() if t is not current]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(_close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     def __enter__(self) -> StubServer:
         return self.start()
@@ -147,11 +151,10 @@ class StubServer:
                 reply = self._reply_for(req)
                 if not await _write_reply(writer, reply):
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+            writer.transport.abort()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Received | None:

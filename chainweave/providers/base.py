@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -272,7 +272,7 @@ class HTTPProvider:
     async def _stream_events(self, url: str, *, model: str, body: Any,
                              params: Mapping[str, str] | None = None,
                              timeout: httpx.Timeout | None = None,
-                             ) -> AsyncIterator[ServerSentEvent]:
+                             ) -> AsyncGenerator[ServerSentEvent, None]:
         """POST ``body`` and yield the server-sent events of the response.
 
         The caller decides what the end marker is; this only maps failures.
