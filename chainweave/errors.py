@@ -154,7 +154,8 @@ class SetupError(ChainweaveError):
 class InputValidationError(SetupError, ValueError):
     """A value given to a public type is malformed or out of range.
 
-    ``errors`` lists every problem as ``{"field", "message", "input"}``; ``field`` is
+    ``errors`` lists every problem as ``{"field", "message", "type"}`` (never the input,
+    which may be a secret); ``field`` is
     the first one's dotted location, such as ``"messages.0.role"``.
     """
 
@@ -217,7 +218,7 @@ class InvalidRequestError(ProviderError):
     error_code = "INVALID_REQUEST"
 
 
-class RequestTooLargeError(InvalidRequestError):
+class RequestTooLargeError(ProviderError):
     """The request is larger than the vendor or a configured limit allows."""
 
     error_type = "request_too_large"

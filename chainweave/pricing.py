@@ -23,12 +23,14 @@ class ModelPrice:
     output_per_million: float
 
     def __post_init__(self) -> None:
-        if self.input_per_million < 0 or self.output_per_million < 0:
-            raise InputValidationError(
-                "ModelPrice: prices per million tokens must not be negative",
-                field="input_per_million" if self.input_per_million < 0
-                else "output_per_million",
-            )
+        # "not >= 0" also refuses NaN, which would only fail later, in Usage, after the
+        # call it prices was made and paid for.
+        for field in ("input_per_million", "output_per_million"):
+            if not getattr(self, field) >= 0:
+                raise InputValidationError(
+                    f"ModelPrice.{field}: a price per million tokens must be a number >= 0",
+                    field=field,
+                )
 
 
 DEFAULT_PRICES: Mapping[str, ModelPrice] = {
@@ -51,15 +53,17 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = {
 
 
 def price_for(model: str, prices: Mapping[str, ModelPrice] | None = None) -> ModelPrice | None:
-    """The price of ``model``: ``prices`` first, then the built-in table; longest prefix wins.
+    """The price of ``model`` from the built-in table with ``prices`` laid over it.
 
-    An OpenRouter-style vendor prefix (``openai/gpt-4o``) is tried without its prefix too.
+    The longest matching key wins, so overriding ``gpt-4o`` leaves ``gpt-4o-mini`` at its
+    own price. An OpenRouter-style vendor prefix (``openai/gpt-4o``) is tried without its
+    prefix too.
     """
-    for table in (prices or {}, DEFAULT_PRICES):
-        for name in (model, model.rpartition("/")[2]):
-            best = max((k for k in table if name.startswith(k)), key=len, default=None)
-            if best is not None:
-                return table[best]
+    table = {**DEFAULT_PRICES, **(prices or {})}
+    for name in (model, model.rpartition("/")[2]):
+        best = max((k for k in table if name.startswith(k)), key=len, default=None)
+        if best is not None:
+            return table[best]
     return None
 
 

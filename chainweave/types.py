@@ -126,7 +126,7 @@ def _validation_error(owner: str, exc: ValidationError) -> InputValidationError:
     return InputValidationError(
         "; ".join(lines),
         errors=errors,
-        field=errors[0]["field"] if errors else None,
+        field=(errors[0]["field"] or None) if errors else None,
     )
 
 
@@ -167,6 +167,16 @@ ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 # --- tools -----------------------------------------------------------------------------
 
 
+def _json_text(value: Any) -> Any:
+    """``value`` as JSON text; left as it is when it cannot be, for validation to report."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return value
+
+
 class ToolCall(_Model):
     """A call the model asks the application to make. ``arguments`` is a JSON string."""
 
@@ -180,14 +190,13 @@ class ToolCall(_Model):
         # OpenAI nests name/arguments under "function"; accept that shape too.
         if isinstance(data, dict) and isinstance(data.get("function"), dict):
             fn = data["function"]
-            args = fn.get("arguments", "{}")
             return {
                 "id": data.get("id", ""),
                 "name": fn.get("name", ""),
-                "arguments": args if isinstance(args, str) else json.dumps(args),
+                "arguments": _json_text(fn.get("arguments", "{}")),
             }
-        if isinstance(data, dict) and not isinstance(data.get("arguments", ""), str):
-            return {**data, "arguments": json.dumps(data["arguments"])}
+        if isinstance(data, dict) and "arguments" in data:
+            return {**data, "arguments": _json_text(data["arguments"])}
         return data
 
     def parsed_arguments(self) -> Any:
@@ -295,6 +304,11 @@ class ResponseFormat(_Model):
 # --- messages --------------------------------------------------------------------------
 
 
+def _legacy_call_id(name: Any) -> str:
+    """The id shared by a legacy ``function_call`` and the ``function`` message answering it."""
+    return f"call_{name}"
+
+
 class Message(_Model):
     """One chat message.
 
@@ -320,12 +334,12 @@ class Message(_Model):
         role = data.get("role")
         if isinstance(role, str) and role in _ROLE_ALIASES:
             data["role"] = _ROLE_ALIASES[role]
-            if role == "function" and not data.get("tool_call_id"):
-                data["tool_call_id"] = data.get("name")
+            if role == "function" and not data.get("tool_call_id") and data.get("name"):
+                data["tool_call_id"] = _legacy_call_id(data["name"])
         call = data.pop("function_call", None)
         if isinstance(call, dict) and not data.get("tool_calls"):
             data["tool_calls"] = [{
-                "id": f"call_{call.get('name', '')}",
+                "id": _legacy_call_id(call.get("name", "")),
                 "name": call.get("name", ""),
                 "arguments": call.get("arguments", "{}"),
             }]

@@ -14,10 +14,12 @@ import threading
 REDACTED = "[REDACTED]"
 _MIN_SECRET_LENGTH = 8
 
+# A key starts a token: without the lookbehind, "risk-assessment-pipeline" would lose
+# its tail. Auth schemes are case-insensitive, so "bearer" counts as "Bearer".
 _PATTERN = re.compile(
-    r"sk-ant-[A-Za-z0-9_\-]{8,}"
-    r"|sk-[A-Za-z0-9_\-]{16,}"
-    r"|(?<=Bearer )[A-Za-z0-9._~+/\-]{8,}=*",
+    r"(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_\-]{8,}"
+    r"|(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"
+    r"|(?<=(?i:Bearer) )[A-Za-z0-9._~+/\-]{8,}=*",
 )
 
 _lock = threading.Lock()
@@ -60,7 +62,14 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:
+            # A bad format/args pair must not raise in the caller (logging itself would
+            # only report it), nor reach a handler's error report with a key in it.
+            message = f"{record.msg!s} (unformattable arguments: {record.args!r})"
+            record.msg, record.args = redact(message), None
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg = cleaned

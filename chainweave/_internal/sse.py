@@ -7,6 +7,7 @@ adapter checks after the last event.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -48,8 +49,11 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isdigit():
-            self._retry = int(value)
+        elif name == "retry" and value.isascii() and value.isdigit():
+            # ASCII digits only, as the spec says: isdigit() alone admits "²" (int()
+            # raises) and "٣" (int() reads 3). Past int()'s digit limit: ignored too.
+            with contextlib.suppress(ValueError):
+                self._retry = int(value)
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:

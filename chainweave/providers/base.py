@@ -9,6 +9,7 @@ are mapped here, once, for every adapter.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -82,6 +83,15 @@ def _parse_timestamp(value: str, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def _seconds(value: str | None, divisor: float = 1.0) -> float | None:
+    """A finite, non-negative number of seconds, or None for anything else."""
+    try:
+        seconds = float(value) / divisor if value is not None else math.nan
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds to wait before retrying, from whatever the vendor sent.
 
@@ -90,20 +100,18 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     Anthropic's ``anthropic-ratelimit-*-reset`` timestamps), the longest of them.
     """
     now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
     lowered = {k.lower(): v for k, v in headers.items()}
-    if (ms := lowered.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+    if (wait := _seconds(lowered.get("retry-after-ms"), 1000)) is not None:
+        return wait
     if (value := lowered.get("retry-after")) is not None:
+        if (wait := _seconds(value)) is not None:
+            return wait
         try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-            except (TypeError, ValueError):
-                pass
+            return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+        except (TypeError, ValueError):
+            pass
     waits: list[float] = []
     for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
         if lowered.get(f"x-ratelimit-remaining-{kind}") == "0":

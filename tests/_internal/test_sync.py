@@ -1,0 +1,79 @@
+"""The one sync bridge: results, errors, and refusal inside a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import warnings
+
+import pytest
+
+from chainweave._internal.sync import run_sync
+from chainweave.errors import SetupError
+
+
+async def answer(value: int = 42) -> int:
+    """Return ``value`` after giving the loop a turn."""
+    await asyncio.sleep(0)
+    return value
+
+
+class Boom(Exception):
+    """A distinctive error to propagate."""
+
+
+async def explode() -> None:
+    """Raise Boom after giving the loop a turn."""
+    await asyncio.sleep(0)
+    raise Boom("kaboom")
+
+
+def test_returns_the_result() -> None:
+    """``run_sync`` returns what the coroutine returns."""
+    assert run_sync(answer(7)) == 7
+
+
+def test_propagates_the_exception() -> None:
+    """An exception from the coroutine reaches the caller unchanged."""
+    with pytest.raises(Boom, match="kaboom"):
+        run_sync(explode())
+
+
+def test_runs_on_a_fresh_loop_each_time() -> None:
+    """Each call gets its own loop, closed afterwards, so calls do not share state."""
+    async def current_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    first, second = run_sync(current_loop()), run_sync(current_loop())
+    assert first is not second
+    assert first.is_closed()
+
+
+async def test_refuses_inside_a_running_loop() -> None:
+    """Called from async code, ``run_sync`` raises SetupError saying to await instead."""
+    with pytest.raises(SetupError, match="await"):
+        run_sync(answer())
+
+
+async def test_refused_coroutine_is_closed() -> None:
+    """The refused coroutine is closed, not left to warn that it was never awaited."""
+    coro = answer()
+    with pytest.raises(SetupError):
+        run_sync(coro)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+async def test_refusal_emits_no_never_awaited_warning() -> None:
+    """No "coroutine was never awaited" RuntimeWarning follows a refusal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(SetupError):
+            run_sync(answer())
+        gc.collect()
+    assert [w for w in caught if "never awaited" in str(w.message)] == []
+
+
+async def test_works_from_a_worker_thread_of_a_running_loop() -> None:
+    """A thread with no loop of its own may use the bridge while the main loop runs."""
+    assert await asyncio.to_thread(run_sync, answer(5)) == 5
