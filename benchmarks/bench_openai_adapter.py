@@ -4,10 +4,12 @@ A stub server speaking OpenAI's wire format runs in a separate process on 127.0.
 Both sides use identically configured ``httpx.AsyncClient``s and run the same number
 of calls at the same concurrency, in alternating rounds; the bare side builds the JSON
 body and parses the reply's text, the adapter side builds a ``ChatRequest`` and gets a
-``ChatResponse``. Prints JSON: per-side medians of wall time and client CPU time per
-call, and the adapter/bare ratios. Target: wall ratio <= 1.15 at 200 concurrent.
+``ChatResponse``. Prints JSON, per transport (httpx's own pool, and aiohttp's with
+the ``aiohttp`` extra): per-side medians of wall time and client CPU time per call, and
+the adapter/bare ratios. Target: wall ratio <= 1.15 at 200 concurrent.
 
-Usage: python benchmarks/bench_openai_adapter.py [--calls N] [--concurrency C] [--rounds R]
+Usage: python benchmarks/bench_openai_adapter.py [--calls N] [--concurrency C]
+           [--rounds R] [--transport httpx|aiohttp ...]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from chainweave._internal.http import Transport
 from chainweave.providers import make_client
 from chainweave.providers.openai import OpenAIProvider
 from chainweave.types import ChatRequest, Message
@@ -47,9 +50,10 @@ async def run_calls(call: Callable[[int], Awaitable[str]], calls: int,
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def make_side(side: str, url: str) -> tuple[Callable[[int], Awaitable[str]], httpx.AsyncClient]:
+def make_side(side: str, url: str,
+              transport: Transport) -> tuple[Callable[[int], Awaitable[str]], httpx.AsyncClient]:
     """A fresh client and the call function for one side of the comparison."""
-    client = make_client()
+    client = make_client(transport=transport)
     if side == "bare_httpx":
         headers = {"Authorization": f"Bearer {KEY}"}
 
@@ -71,13 +75,14 @@ def make_side(side: str, url: str) -> tuple[Callable[[int], Awaitable[str]], htt
     return adapter, client
 
 
-async def bench(url: str, calls: int, concurrency: int, rounds: int) -> dict[str, object]:
+async def bench(url: str, calls: int, concurrency: int, rounds: int,
+                transport: Transport) -> dict[str, object]:
     """Alternate bare and adapter rounds, each on a fresh client warmed to full pool size."""
     sides = ("bare_httpx", "adapter")
     results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     for r in range(rounds):
         for side in sides if r % 2 == 0 else reversed(sides):
-            call, client = make_side(side, url)
+            call, client = make_side(side, url, transport)
             await run_calls(call, concurrency, concurrency)  # open the pool's connections
             results[side].append(await run_calls(call, calls, concurrency))
             await client.aclose()
@@ -85,13 +90,12 @@ async def bench(url: str, calls: int, concurrency: int, rounds: int) -> dict[str
     def per_call_us(side: str, index: int) -> float:
         return statistics.median(r[index] for r in results[side]) / calls * 1e6
 
-    figures: dict[str, object] = {"calls": calls, "concurrency": concurrency, "rounds": rounds}
+    figures: dict[str, object] = {"transport": transport}
     for side in sides:
         figures[f"{side}_wall_us_per_call"] = round(per_call_us(side, 0), 1)
         figures[f"{side}_cpu_us_per_call"] = round(per_call_us(side, 1), 1)
     figures["wall_ratio"] = round(per_call_us("adapter", 0) / per_call_us("bare_httpx", 0), 3)
     figures["cpu_ratio"] = round(per_call_us("adapter", 1) / per_call_us("bare_httpx", 1), 3)
-    figures["target_wall_ratio"] = 1.15
     return figures
 
 
@@ -101,18 +105,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--transport", action="append", choices=["httpx", "aiohttp"],
+                        help="repeatable; default: both")
     args = parser.parse_args()
+    transports: list[Transport] = args.transport or ["httpx", "aiohttp"]
     server = subprocess.Popen([sys.executable, "-m", "tests.stubserver"], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         httpx.get(f"{url}/health", timeout=5)  # the server is up once it answers anything
-        figures = asyncio.run(bench(url, args.calls, args.concurrency, args.rounds))
+        results = [asyncio.run(bench(url, args.calls, args.concurrency, args.rounds, t))
+                   for t in transports]
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(json.dumps({"benchmark": "openai_adapter_vs_bare_httpx", **figures}, indent=2))
+    print(json.dumps({"benchmark": "openai_adapter_vs_bare_httpx", "calls": args.calls,
+                      "concurrency": args.concurrency, "rounds": args.rounds,
+                      "target_wall_ratio": 1.15, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -375,7 +375,8 @@ class Settings(_Section):
         3. an OpenRouter key → ``openrouter``
         4. an Azure key and an Azure base URL → ``azure``
         5. a generic base URL (``LLM_API_BASE``) → ``openai_compatible``
-        6. nothing configured → ``mock``, the offline provider
+        6. a generic key alone (``LLM_API_KEY``) → ``openai``
+        7. nothing configured → ``mock``, the offline provider
         """
         if self.provider is not None:
             return self.provider
@@ -390,6 +391,8 @@ class Settings(_Section):
             return "azure"
         if self.api_base:
             return "openai_compatible"
+        if _present(self.api_key):
+            return "openai"
         return "mock"
 
     @classmethod

@@ -36,6 +36,7 @@ __all__ = [
     "JsonSchemaFormat",
     "Message",
     "ModelInfo",
+    "Provider",
     "ResponseFormat",
     "Role",
     "StreamAccumulator",
@@ -326,7 +327,11 @@ class Message(_Model):
     @model_validator(mode="before")
     @classmethod
     def _seed_shapes(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or (
+            # The common shape needs no rewriting; skip the copy on the hot path.
+            "type" not in data and "function_call" not in data
+            and data.get("role") not in _ROLE_ALIASES
+        ):
             return data
         data = dict(data)
         if "role" not in data and "type" in data:
@@ -420,7 +425,9 @@ class ChatRequest(_Model):
     @model_validator(mode="before")
     @classmethod
     def _shapes(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or (
+            "functions" not in data and not isinstance(data.get("stop"), str)
+        ):
             return data
         data = dict(data)
         if isinstance(data.get("stop"), str):
@@ -587,6 +594,15 @@ class ChatModel(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """Answer ``request`` as a stream of chunks; the last one has ``finish_reason``."""
+        ...
+
+
+@runtime_checkable
+class Provider(ChatModel, Protocol):
+    """A ChatModel that holds resources (connections) and must be closed when done."""
+
+    async def aclose(self) -> None:
+        """Release the provider's resources; the provider is not used afterwards."""
         ...
 
 

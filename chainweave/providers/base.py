@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
+from chainweave._internal.http import DEFAULT_TIMEOUT, as_timeout, is_timeout, make_client
 from chainweave._internal.redact import get_logger, mask, redact, register_secret
 from chainweave._internal.sse import ServerSentEvent, iter_sse
 from chainweave.errors import (
@@ -37,29 +38,7 @@ __all__ = ["DEFAULT_TIMEOUT", "HTTPProvider", "make_client", "parse_retry_after"
 
 logger = get_logger("chainweave.providers")
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-DEFAULT_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=256,
-                              keepalive_expiry=30.0)
 _ERROR_SNIPPET = 500
-
-
-def make_client(timeout: float | httpx.Timeout | None = None,
-                limits: httpx.Limits | None = None) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` tuned for LLM traffic, to share among adapters.
-
-    Long read timeouts suit slow generations; a large keep-alive pool suits many
-    concurrent calls to few hosts. Pass it as ``client=`` to every adapter.
-    """
-    return httpx.AsyncClient(timeout=_as_timeout(timeout), limits=limits or DEFAULT_LIMITS)
-
-
-def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
-    if timeout is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    return httpx.Timeout(timeout, connect=min(timeout, 10.0))
-
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -167,9 +146,10 @@ class HTTPProvider:
         self.base_url = url.rstrip("/")
         self.default_model = default_model
         self._api_key = api_key
-        self._timeout = _as_timeout(timeout)
+        self._timeout = as_timeout(timeout)
         self._extra_headers = dict(headers or {})
         self._prices = dict(prices or {})
+        self._price_cache: dict[str, ModelPrice | None] = {}
         self._client = client
         self._owns_client = client is None
 
@@ -227,21 +207,35 @@ class HTTPProvider:
                reported_cost: float | None = None) -> Usage:
         cost = reported_cost
         if cost is None:
-            cost = cost_usd(price_for(model, self._prices), prompt, completion)
+            if model not in self._price_cache:  # the lookup scans the table; once per model
+                self._price_cache[model] = price_for(model, self._prices)
+            cost = cost_usd(self._price_cache[model], prompt, completion)
         return Usage(prompt_tokens=prompt, completion_tokens=completion,
                      total_tokens=prompt + completion, cost_usd=cost)
 
     def _timeout_for(self, request: ChatRequest | None) -> httpx.Timeout:
         if request is not None and request.timeout is not None:
-            return _as_timeout(request.timeout)
+            return as_timeout(request.timeout)
         return self._timeout
+
+    def _call_options(self, params: Mapping[str, str] | None,
+                      timeout: httpx.Timeout | None) -> dict[str, Any]:
+        """Only what differs from the client's defaults: httpx merges each option it is
+        given, which costs several microseconds a call even when nothing changes."""
+        options: dict[str, Any] = {}
+        if params:
+            options["params"] = params
+        timeout = timeout or self._timeout
+        if timeout != self.client.timeout:
+            options["timeout"] = timeout
+        return options
 
     def _transport_error(self, exc: httpx.HTTPError, model: str | None,
                          *, streaming: bool = False) -> ProviderError:
         """Map an httpx transport failure; mid-stream breaks are stream interruptions."""
         detail = redact(str(exc)) or type(exc).__name__
         ctx: dict[str, Any] = {"provider": self.name, "model": model}
-        if isinstance(exc, httpx.TimeoutException):
+        if is_timeout(exc):
             return ProviderTimeoutError(f"{self.name} timed out: {detail}", **ctx)
         if streaming:
             return StreamInterruptedError(
@@ -264,8 +258,8 @@ class HTTPProvider:
         started = time.perf_counter()
         try:
             response = await self.client.request(
-                method, url, json=body, params=params, headers=self._headers(),
-                timeout=timeout or self._timeout,
+                method, url, json=body, headers=self._headers(),
+                **self._call_options(params, timeout),
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, model) from None
@@ -283,21 +277,24 @@ class HTTPProvider:
                              ) -> AsyncGenerator[ServerSentEvent, None]:
         """POST ``body`` and yield the server-sent events of the response.
 
-        The caller decides what the end marker is; this only maps failures.
+        The caller decides what the end marker is; this only maps failures. A failure
+        before the response starts is a connection error; one after it, an interruption.
         """
+        started = False
         try:
             async with self.client.stream(
-                "POST", url, json=body, params=params, headers=self._headers(),
-                timeout=timeout or self._timeout,
+                "POST", url, json=body, headers=self._headers(),
+                **self._call_options(params, timeout),
             ) as response:
                 if response.status_code >= 400:
                     content = await response.aread()
                     raise self._error_from_response(response.status_code, response.headers,
                                                     content, model)
+                started = True
                 async for event in iter_sse(response.aiter_lines()):
                     yield event
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, model, streaming=True) from None
+            raise self._transport_error(exc, model, streaming=started) from None
 
     async def health(self) -> HealthStatus:
         """Check the provider with a cheap call (listing models); never raises."""

@@ -43,6 +43,7 @@ from chainweave.errors import (
     StreamInterruptedError,
     error_for_status,
 )
+from chainweave.tokens import estimate_text_tokens, estimate_tokens
 from chainweave.types import (
     ChatRequest,
     ChatResponse,
@@ -65,7 +66,6 @@ FailureKind = Literal["status", "timeout", "reset"]
 _EXHAUSTED_MODES = ("repeat", "cycle", "error", "default")
 _ECHO_CHARS = 60
 _FRAGMENT_CHARS = 16
-_CHARS_PER_TOKEN = 4
 _WORD_START = re.compile(r"(?<=\s)(?=\S)")
 
 
@@ -409,7 +409,7 @@ class MockProvider:
         return EmbeddingResponse(
             model=model, provider=self.name,
             embeddings=[_hash_vector(text, dimensions) for text in request.input],
-            usage=Usage(prompt_tokens=sum(_estimate_tokens(text) for text in request.input)),
+            usage=Usage(prompt_tokens=sum(estimate_text_tokens(text) for text in request.input)),
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -472,19 +472,13 @@ def _fragments(calls: Sequence[ToolCall]) -> list[ToolCallDelta]:
     return fragments
 
 
-def _estimate_tokens(text: str) -> int:
-    """A rough token count: one token per four characters, rounded up."""
-    return -(-len(text) // _CHARS_PER_TOKEN)
-
-
 def _usage(reply: MockReply, request: ChatRequest) -> Usage:
     if reply.usage is not None:
         return reply.usage
-    prompt = sum(_estimate_tokens(m.text) + sum(_estimate_tokens(c.arguments)
-                                               for c in m.tool_calls or ())
-                 for m in request.messages)
-    completion = _estimate_tokens(reply.content) + sum(
-        _estimate_tokens(c.name) + _estimate_tokens(c.arguments) for c in reply.tool_calls)
+    prompt = estimate_tokens(request.messages, request.model)
+    completion = estimate_text_tokens(reply.content) + sum(
+        estimate_text_tokens(c.name) + estimate_text_tokens(c.arguments)
+        for c in reply.tool_calls)
     return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 

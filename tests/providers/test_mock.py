@@ -20,6 +20,7 @@ from chainweave.errors import (
     error_for_status,
 )
 from chainweave.providers.mock import MockFailure, MockProvider, MockReply, default_text
+from chainweave.tokens import estimate_text_tokens, estimate_tokens
 from chainweave.types import (
     ChatModel,
     ChatRequest,
@@ -85,8 +86,9 @@ async def test_default_reply_reports_usage_finish_reason_and_latency() -> None:
     response = await MockProvider(name="offline").chat(ask())
     assert response.finish_reason == "stop"
     assert response.provider == "offline"
-    assert response.usage.prompt_tokens == math.ceil(len("What is the capital of France?") / 4)
-    assert response.usage.completion_tokens == math.ceil(len(response.content) / 4)
+    request = ask()
+    assert response.usage.prompt_tokens == estimate_tokens(request.messages, request.model)
+    assert response.usage.completion_tokens == estimate_text_tokens(response.content)
     assert response.usage.total_tokens == (response.usage.prompt_tokens
                                            + response.usage.completion_tokens)
     assert response.latency_ms >= 0

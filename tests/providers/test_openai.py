@@ -475,6 +475,14 @@ async def test_refused_connection_is_a_connection_error() -> None:
             await provider.chat(ask())
 
 
+async def test_stream_refused_before_response_is_a_connection_error(stub: StubServer) -> None:
+    """A stream whose connection resets before any response is a connection error."""
+    stub.route("POST", PATH, Reply(reset=True))
+    async with make(stub) as provider:
+        with pytest.raises(ProviderConnectionError):
+            await collect(provider, ask())
+
+
 async def test_slow_server_times_out(stub: StubServer) -> None:
     """A server slower than the timeout raises ProviderTimeoutError."""
     stub.route("POST", PATH, Reply(json=completion(), delay=0.5))
@@ -580,3 +588,14 @@ def test_compatible_provider_requires_base_url() -> None:
     """An OpenAI-compatible adapter without a base URL is refused at construction."""
     with pytest.raises(InvalidRequestError, match="base_url"):
         OpenAICompatibleProvider()
+
+
+async def test_adapter_client_runs_on_the_chosen_transport(
+    stub: StubServer, http_transport: str
+) -> None:
+    """The adapter's own client uses the transport this test run selected."""
+    stub.route("POST", PATH, Reply(json=completion()))
+    async with make(stub) as provider:
+        await provider.chat(ask())
+        kind = type(provider.client._transport).__name__
+    assert kind == {"httpx": "AsyncHTTPTransport", "aiohttp": "AiohttpTransport"}[http_transport]
