@@ -25,6 +25,7 @@ from chainweave.errors import (
     error_for_status,
 )
 from chainweave.pricing import ModelPrice
+from chainweave.streaming import StreamAccumulator
 from chainweave.tokens import estimate_text_tokens, estimate_tokens
 from chainweave.types import (
     ChatModel,
@@ -44,7 +45,6 @@ from chainweave.types import (
     Provider,
     ResponseFormat,
     Role,
-    StreamAccumulator,
     StreamChunk,
     TextPart,
     Tool,

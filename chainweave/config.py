@@ -41,7 +41,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from chainweave._internal.model import StrictModel
 from chainweave._internal.redact import register_secret
+from chainweave._internal.values import duration_seconds, flag
 from chainweave._internal.yamlio import (
     YamlDocument,
     YamlPath,
@@ -77,18 +79,6 @@ PROVIDER_NAMES: Final[tuple[str, ...]] = get_args(ProviderName)
 
 # --- value parsers ---------------------------------------------------------------------
 
-_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_UNIT = r"(?:ms|h|m|s)"
-_DURATION = re.compile(rf"(?:{_NUMBER}{_UNIT})+")
-_DURATION_PART = re.compile(rf"({_NUMBER})({_UNIT})")
-_UNIT_SECONDS: Final[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_HELP = "expected seconds (30, 1.5) or a duration with units ms, s, m, h " \
-                 "('250ms', '30s', '1m30s', '1h')"
-_TRUE: Final = frozenset({"true", "1", "yes", "on"})
-_FALSE: Final = frozenset({"false", "0", "no", "off"})
-_BOOL_HELP = "expected a boolean: true/false, yes/no, on/off or 1/0"
-
-
 def parse_duration(value: object) -> float:
     """Read a duration as seconds.
 
@@ -106,7 +96,7 @@ def parse_duration(value: object) -> float:
         ConfigurationError: the value is not such a duration.
     """
     try:
-        return _duration(value)
+        return duration_seconds(value)
     except ValueError as exc:
         raise ConfigurationError(f"invalid duration {_show(value)}: {exc}") from None
 
@@ -124,44 +114,9 @@ def parse_bool(value: object) -> bool:
         ConfigurationError: the value is not one of those.
     """
     try:
-        return _bool(value)
+        return flag(value)
     except ValueError as exc:
         raise ConfigurationError(f"invalid boolean {_show(value)}: {exc}") from None
-
-
-def _duration(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(_DURATION_HELP)
-    try:
-        seconds = _duration_text(value) if isinstance(value, str) else float(value)
-    except OverflowError:  # an int too large for a float
-        seconds = float("inf")
-    if not 0 <= seconds < float("inf"):  # also false for NaN
-        raise ValueError("a duration must be a finite number of seconds, zero or more")
-    return seconds
-
-
-def _duration_text(text: str) -> float:
-    cleaned = text.strip().lower()
-    if re.fullmatch(_NUMBER, cleaned):
-        return float(cleaned)
-    if not _DURATION.fullmatch(cleaned):
-        raise ValueError(_DURATION_HELP)
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(cleaned))
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        cleaned = value.strip().lower()
-        if cleaned in _TRUE:
-            return True
-        if cleaned in _FALSE:
-            return False
-    raise ValueError(_BOOL_HELP)
 
 
 def _register(secret: SecretStr) -> SecretStr:
@@ -193,8 +148,8 @@ def _none_is_empty(value: object) -> object:
 
 _Blank = BeforeValidator(_blank_is_none)
 _Empty = BeforeValidator(_none_is_empty)
-Duration = Annotated[float, BeforeValidator(_duration)]
-Flag = Annotated[bool, BeforeValidator(_bool)]
+Duration = Annotated[float, BeforeValidator(duration_seconds)]
+Flag = Annotated[bool, BeforeValidator(flag)]
 Url = Annotated[str, AfterValidator(_url)]
 Count = Annotated[int, Field(gt=0)]
 Secret = Annotated[Annotated[SecretStr, AfterValidator(_register)] | None, _Blank]
@@ -207,32 +162,19 @@ MaybeCount = Annotated[Count | None, _Blank]
 # --- models ----------------------------------------------------------------------------
 
 
-class _Section(BaseModel):
-    """Frozen, strict about unknown keys, and raising ConfigurationError."""
+class _Section(StrictModel):
+    """A settings section: frozen, strict about unknown keys, raising ConfigurationError."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    def __init__(self, /, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _settings_error(exc, type(self), _Origins()) from None
-
-    # Nested sections are then built by pydantic-core, not through this __init__, so
-    # their errors join the outer model's list instead of escaping one by one.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
-        """Validate ``obj``, raising ConfigurationError that names every bad field."""
-        return cls._validate_from(obj, _Origins(), **kwargs)
+    def _validate_from(cls, obj: Any, origins: _Origins) -> Self:
+        return cls._validated(obj, origins)
 
     @classmethod
-    def _validate_from(cls, obj: Any, origins: _Origins, **kwargs: Any) -> Self:
-        try:
-            return super().model_validate(obj, **kwargs)
-        except ValidationError as exc:
-            raise _settings_error(exc, cls, origins) from None
+    def _error_from(cls, exc: ValidationError, error_context: Any) -> ConfigurationError:
+        origins = error_context if isinstance(error_context, _Origins) else _Origins()
+        return _settings_error(exc, cls, origins)
 
 
 class OpenAISettings(_Section):

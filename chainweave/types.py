@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from chainweave._internal.model import StrictModel
 from chainweave.errors import InputValidationError
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "Provider",
     "ResponseFormat",
     "Role",
-    "StreamAccumulator",
     "StreamChunk",
     "TextPart",
     "Tool",
@@ -93,28 +93,14 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-class _Model(BaseModel):
-    """Frozen base that turns pydantic's ValidationError into InputValidationError."""
+class _Model(StrictModel):
+    """Base of the public types: bad input raises InputValidationError naming the field."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    def __init__(self, /, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _validation_error(type(self).__name__, exc) from None
-
-    # Tell pydantic this __init__ only wraps errors, so nested models are built by
-    # pydantic-core directly instead of through a Python-level __init__ call.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    model_config = ConfigDict(populate_by_name=True)
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
-        """Validate ``obj`` into this model, raising InputValidationError on bad input."""
-        try:
-            return super().model_validate(obj, **kwargs)
-        except ValidationError as exc:
-            raise _validation_error(cls.__name__, exc) from None
+    def _error_from(cls, exc: ValidationError, error_context: Any) -> InputValidationError:
+        return _validation_error(cls.__name__, exc)
 
 
 def _validation_error(owner: str, exc: ValidationError) -> InputValidationError:
@@ -330,7 +316,7 @@ class Message(_Model):
         if not isinstance(data, dict) or (
             # The common shape needs no rewriting; skip the copy on the hot path.
             "type" not in data and "function_call" not in data
-            and data.get("role") not in _ROLE_ALIASES
+            and not (isinstance(data.get("role"), str) and data["role"] in _ROLE_ALIASES)
         ):
             return data
         data = dict(data)
@@ -613,75 +599,3 @@ class EmbeddingModel(Protocol):
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """Embed every text in ``request.input``."""
         ...
-
-
-# --- stream assembly -------------------------------------------------------------------
-
-
-class StreamAccumulator:
-    """Collect stream chunks into text, whole tool calls and a final response.
-
-    Tool-call fragments are joined by their ``index``: the first fragment brings ``id``
-    and ``name``, later ones append to ``arguments``.
-    """
-
-    __slots__ = ("_calls", "_parts", "finish_reason", "id", "model", "raw_finish_reason",
-                 "usage")
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._calls: dict[int, dict[str, str]] = {}
-        self.finish_reason: FinishReason | None = None
-        self.raw_finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.id: str | None = None
-        self.model: str | None = None
-
-    def add(self, chunk: StreamChunk) -> None:
-        """Fold one chunk in."""
-        if chunk.delta:
-            self._parts.append(chunk.delta)
-        for frag in chunk.tool_call_deltas:
-            self.add_tool_fragment(frag)
-        if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
-            self.raw_finish_reason = chunk.raw_finish_reason
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        self.id = self.id or chunk.id
-        self.model = self.model or chunk.model
-
-    def add_tool_fragment(self, frag: ToolCallDelta) -> None:
-        """Fold one tool-call fragment in."""
-        call = self._calls.setdefault(frag.index, {"id": "", "name": "", "arguments": ""})
-        if frag.id:
-            call["id"] = frag.id
-        if frag.name and not call["name"]:
-            call["name"] = frag.name
-        call["arguments"] += frag.arguments
-
-    @property
-    def text(self) -> str:
-        """All text so far."""
-        return "".join(self._parts)
-
-    def tool_calls(self) -> list[ToolCall]:
-        """The tool calls assembled so far, in index order."""
-        return [
-            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
-            for i, c in sorted(self._calls.items())
-        ]
-
-    def response(self, *, provider: str, model: str, latency_ms: float = 0.0) -> ChatResponse:
-        """The complete response the chunks add up to."""
-        return ChatResponse(
-            id=self.id or "",
-            model=self.model or model,
-            provider=provider,
-            content=self.text,
-            tool_calls=self.tool_calls(),
-            finish_reason=self.finish_reason or "stop",
-            raw_finish_reason=self.raw_finish_reason,
-            usage=self.usage or Usage(),
-            latency_ms=latency_ms,
-        )

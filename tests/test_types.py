@@ -1,4 +1,4 @@
-"""The typed vocabulary: validation, seed shapes, value rules and stream assembly."""
+"""The typed vocabulary: validation and value rules."""
 
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ from chainweave.types import (
     JsonSchemaFormat,
     Message,
     ResponseFormat,
-    StreamAccumulator,
-    StreamChunk,
     TextPart,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoice,
     Usage,
     normalize_finish_reason,
@@ -153,104 +150,7 @@ def test_model_validate_and_constructor_agree() -> None:
         ChatRequest(messages=[Message.user("x")], top_k=0)
 
 
-# --- seed shapes -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("seed_type", "role"), [("human", "user"), ("ai", "assistant"), ("system", "system")]
-)
-def test_langchain_type_becomes_role(seed_type: str, role: str) -> None:
-    """``{"type": "human"|"ai"|"system"}`` messages are read as user/assistant/system."""
-    assert Message.model_validate({"type": seed_type, "content": "x"}).role == role
-
-
-def test_langchain_shaped_conversation_validates() -> None:
-    """The microservice seed's structured messages make a valid request."""
-    req = ChatRequest.model_validate({"messages": [
-        {"type": "system", "content": "You are a helpful assistant."},
-        {"type": "human", "content": "What is quantum computing?"},
-        {"type": "ai", "content": "Quantum computing is a type of computation..."},
-        {"type": "human", "content": "Can you give me a simple example?"},
-    ]})
-    assert [m.role for m in req.messages] == ["system", "user", "assistant", "user"]
-
-
-def test_developer_role_is_system() -> None:
-    """OpenAI's ``developer`` role is read as ``system``."""
-    assert Message.model_validate({"role": "developer", "content": "x"}).role == "system"
-
-
-def test_function_role_becomes_tool() -> None:
-    """A legacy ``role: function`` message becomes a tool message keeping its name."""
-    msg = Message.model_validate({"role": "function", "name": "get_weather", "content": "sunny"})
-    assert (msg.role, msg.name, msg.content) == ("tool", "get_weather", "sunny")
-
-
-def test_function_role_takes_tool_call_id_from_name() -> None:
-    """A legacy function message with no tool_call_id gets one made from its name."""
-    msg = Message.model_validate({"role": "function", "name": "get_weather", "content": "sunny"})
-    assert msg.tool_call_id is not None
-    assert "get_weather" in msg.tool_call_id
-
-
-def test_function_role_keeps_an_explicit_tool_call_id() -> None:
-    """An explicit tool_call_id on a function message is not replaced by the name."""
-    msg = Message.model_validate(
-        {"role": "function", "name": "f", "tool_call_id": "call_9", "content": "x"}
-    )
-    assert msg.tool_call_id == "call_9"
-
-
-def test_function_role_without_name_is_refused() -> None:
-    """A function message with neither name nor tool_call_id cannot be answered to a call."""
-    with pytest.raises(InputValidationError, match="tool_call_id"):
-        Message.model_validate({"role": "function", "content": "sunny"})
-
-
-def test_function_call_becomes_tool_calls() -> None:
-    """A legacy ``function_call`` on an assistant message becomes one tool call."""
-    msg = Message.model_validate({
-        "role": "assistant",
-        "content": None,
-        "function_call": {"name": "get_weather", "arguments": '{"location": "Paris"}'},
-    })
-    assert msg.tool_calls is not None
-    [call] = msg.tool_calls
-    assert (call.name, call.parsed_arguments()) == ("get_weather", {"location": "Paris"})
-
-
-def test_function_call_does_not_replace_tool_calls() -> None:
-    """When both are given, ``tool_calls`` wins over the legacy ``function_call``."""
-    msg = Message.model_validate({
-        "role": "assistant",
-        "tool_calls": [{"id": "c1", "name": "new"}],
-        "function_call": {"name": "old", "arguments": "{}"},
-    })
-    assert [c.name for c in msg.tool_calls or ()] == ["new"]
-
-
-def test_openai_nested_tool_call_shape() -> None:
-    """OpenAI's ``{"id", "type", "function": {"name", "arguments"}}`` tool call is read."""
-    call = ToolCall.model_validate({
-        "id": "call_1",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'},
-    })
-    assert (call.id, call.name, call.arguments) == (
-        "call_1", "get_weather", '{"location": "Paris"}'
-    )
-
-
-def test_tool_call_object_arguments_become_json_text() -> None:
-    """Arguments given as an object are stored as their JSON text."""
-    call = ToolCall.model_validate({"id": "c", "name": "f", "arguments": {"a": [1, 2]}})
-    assert json.loads(call.arguments) == {"a": [1, 2]}
-
-
-def test_nested_tool_call_object_arguments_become_json_text() -> None:
-    """Object arguments inside OpenAI's nested shape are stored as JSON text too."""
-    call = ToolCall.model_validate({"id": "c", "function": {"name": "f", "arguments": {"a": 1}}})
-    assert json.loads(call.arguments) == {"a": 1}
+# --- tools and constructors ------------------------------------------------------------
 
 
 def test_parsed_arguments_refuses_non_json() -> None:
@@ -260,43 +160,11 @@ def test_parsed_arguments_refuses_non_json() -> None:
     assert info.value.field == "arguments"
 
 
-def test_openai_nested_tool_shape() -> None:
-    """OpenAI's ``{"type": "function", "function": {...}}`` declaration is read as a Tool."""
-    tool = Tool.model_validate({"type": "function", "function": WEATHER})
-    assert (tool.name, tool.parameters["required"]) == ("get_weather", ["location"])
-
-
-def test_flat_function_declarations_via_functions() -> None:
-    """The seed's flat ``functions=[{name, description, parameters}]`` become ``tools``."""
-    req = request(functions=[WEATHER])
-    assert req.tools is not None
-    assert [(t.name, t.description) for t in req.tools] == [
-        ("get_weather", "Get weather information")
-    ]
-
-
 def test_tool_name_must_be_wire_safe() -> None:
     """A tool name with characters vendors refuse is rejected at the source."""
     with pytest.raises(InputValidationError) as info:
         Tool(name="get weather")
     assert info.value.field == "name"
-
-
-def test_stop_string_becomes_list() -> None:
-    """A single stop string is stored as a one-item list."""
-    assert request(stop="END").stop == ["END"]
-
-
-def test_stop_list_is_kept() -> None:
-    """A list of stop sequences is kept as given."""
-    assert request(stop=["a", "b"]).stop == ["a", "b"]
-
-
-def test_seed_request_parameters_validate() -> None:
-    """The workflow seed's parameter set is a valid request."""
-    req = request(model="glm-4.6", temperature=0.7, max_tokens=100, top_p=1.0, top_k=40,
-                  frequency_penalty=0.5, presence_penalty=-0.5, stop="\n\n")
-    assert (req.model, req.top_k, req.stop) == ("glm-4.6", 40, ["\n\n"])
 
 
 def test_from_prompt_builds_system_and_user() -> None:
@@ -308,36 +176,6 @@ def test_from_prompt_builds_system_and_user() -> None:
 
 
 # --- ToolChoice ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "mode"),
-    [("auto", "auto"), ("none", "none"), ("required", "required"), ("any", "required")],
-)
-def test_tool_choice_strings(raw: str, mode: str) -> None:
-    """Tool-choice strings, Anthropic's ``any`` included, map onto a mode."""
-    assert ToolChoice.model_validate(raw).mode == mode
-
-
-@pytest.mark.parametrize(
-    ("raw", "mode"),
-    [({"type": "auto"}, "auto"), ({"type": "any"}, "required"), ({"type": "none"}, "none")],
-)
-def test_tool_choice_anthropic_type_dicts(raw: dict[str, str], mode: str) -> None:
-    """Anthropic's ``{"type": "auto"|"any"|"none"}`` dicts map onto a mode."""
-    assert ToolChoice.model_validate(raw).mode == mode
-
-
-def test_tool_choice_openai_function_shape() -> None:
-    """OpenAI's ``{"type": "function", "function": {"name"}}`` names one tool."""
-    choice = ToolChoice.model_validate({"type": "function", "function": {"name": "f"}})
-    assert (choice.mode, choice.name) == ("tool", "f")
-
-
-def test_tool_choice_anthropic_tool_shape() -> None:
-    """Anthropic's ``{"type": "tool", "name"}`` names one tool."""
-    choice = ToolChoice.model_validate({"type": "tool", "name": "f"})
-    assert (choice.mode, choice.name) == ("tool", "f")
 
 
 def test_tool_choice_tool_mode_needs_a_name() -> None:
@@ -367,11 +205,6 @@ def test_tool_choice_naming_a_declared_tool_is_accepted() -> None:
 # --- ResponseFormat --------------------------------------------------------------------
 
 
-def test_response_format_from_string() -> None:
-    """A bare type string is a response format."""
-    assert ResponseFormat.model_validate("json_object").type == "json_object"
-
-
 def test_json_schema_format_needs_a_schema() -> None:
     """Type ``json_schema`` without ``json_schema`` is refused."""
     with pytest.raises(InputValidationError, match="json_schema is required"):
@@ -384,14 +217,6 @@ def test_schema_only_with_json_schema_type() -> None:
         ResponseFormat.model_validate(
             {"type": "json_object", "json_schema": {"schema": {"type": "object"}}}
         )
-
-
-def test_json_schema_format_wire_shape() -> None:
-    """OpenAI's ``{"type": "json_schema", "json_schema": {"name", "schema"}}`` is read."""
-    fmt = ResponseFormat.model_validate(
-        {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
-    )
-    assert fmt.json_schema == JsonSchemaFormat(name="answer", schema={"type": "object"})
 
 
 def test_json_schema_dumps_under_its_wire_name() -> None:
@@ -572,91 +397,6 @@ def test_usage_is_frozen() -> None:
         usage.total_tokens = 5  # type: ignore[misc]
 
 
-# --- StreamAccumulator -----------------------------------------------------------------
-
-
-def _interleaved() -> list[StreamChunk]:
-    """Two tool calls whose fragments arrive interleaved, then the finish."""
-    frag = ToolCallDelta
-    return [
-        StreamChunk(id="resp_1", model="gpt-4o", tool_call_deltas=[
-            frag(index=0, id="call_a", name="get_weather", arguments='{"loc'),
-        ]),
-        StreamChunk(tool_call_deltas=[frag(index=1, id="call_b", name="get_time")]),
-        StreamChunk(tool_call_deltas=[frag(index=0, arguments='ation": "Paris"}')]),
-        StreamChunk(tool_call_deltas=[frag(index=1, arguments='{"tz": "CET"}')]),
-        StreamChunk(finish_reason="tool_calls", raw_finish_reason="tool_calls",
-                    usage=Usage(prompt_tokens=5, completion_tokens=7)),
-    ]
-
-
-def test_accumulator_joins_fragments_by_index() -> None:
-    """Interleaved fragments are joined per index into whole calls, in index order."""
-    acc = StreamAccumulator()
-    for chunk in _interleaved():
-        acc.add(chunk)
-    assert [(c.id, c.name, c.parsed_arguments()) for c in acc.tool_calls()] == [
-        ("call_a", "get_weather", {"location": "Paris"}),
-        ("call_b", "get_time", {"tz": "CET"}),
-    ]
-
-
-def test_accumulator_orders_calls_by_index_not_arrival() -> None:
-    """A call whose first fragment arrives later but has a lower index comes first."""
-    acc = StreamAccumulator()
-    acc.add_tool_fragment(ToolCallDelta(index=1, id="b", name="second"))
-    acc.add_tool_fragment(ToolCallDelta(index=0, id="a", name="first"))
-    assert [c.name for c in acc.tool_calls()] == ["first", "second"]
-
-
-def test_accumulator_keeps_first_name() -> None:
-    """A name repeated on a later fragment does not get appended or replaced."""
-    acc = StreamAccumulator()
-    acc.add_tool_fragment(ToolCallDelta(index=0, id="a", name="f"))
-    acc.add_tool_fragment(ToolCallDelta(index=0, name="f", arguments="{}"))
-    assert acc.tool_calls()[0].name == "f"
-
-
-def test_accumulator_invents_missing_ids() -> None:
-    """A call whose fragments never carried an id gets ``call_<index>``."""
-    acc = StreamAccumulator()
-    acc.add_tool_fragment(ToolCallDelta(index=3, name="f"))
-    assert acc.tool_calls()[0].id == "call_3"
-
-
-def test_accumulator_empty_arguments_are_an_empty_object() -> None:
-    """A call with no argument fragments has ``{}`` as arguments."""
-    acc = StreamAccumulator()
-    acc.add_tool_fragment(ToolCallDelta(index=0, id="a", name="f"))
-    assert acc.tool_calls()[0].arguments == "{}"
-
-
-def test_accumulator_response() -> None:
-    """The assembled response carries text, calls, finish reason, usage, id and model."""
-    acc = StreamAccumulator()
-    acc.add(StreamChunk(delta="Hel", id="r1", model="gpt-4o-2024"))
-    acc.add(StreamChunk(delta="lo"))
-    for chunk in _interleaved():
-        acc.add(chunk)
-    resp = acc.response(provider="openai", model="gpt-4o", latency_ms=12.0)
-    assert (resp.id, resp.model, resp.provider, resp.content) == (
-        "r1", "gpt-4o-2024", "openai", "Hello"
-    )
-    assert (resp.finish_reason, resp.usage.total_tokens, len(resp.tool_calls)) == (
-        "tool_calls", 12, 2
-    )
-
-
-def test_accumulator_defaults_when_stream_says_little() -> None:
-    """A stream with only text ends as ``stop`` with the caller's model and empty usage."""
-    acc = StreamAccumulator()
-    acc.add(StreamChunk(delta="hi"))
-    resp = acc.response(provider="p", model="m")
-    assert (resp.model, resp.finish_reason, resp.usage, resp.tool_calls) == (
-        "m", "stop", Usage(), []
-    )
-
-
 # --- finish reasons --------------------------------------------------------------------
 
 
@@ -740,15 +480,6 @@ def test_text_part_is_a_content_part() -> None:
     """A TextPart object can be used directly in message content."""
     msg = Message(role="user", content=[TextPart(text="a"), TextPart(text="b")])
     assert msg.text == "ab"
-
-
-def test_legacy_function_call_and_answer_pair_up() -> None:
-    """A legacy function_call and the function message answering it share one id."""
-    call = Message.model_validate({"role": "assistant", "content": None,
-                                   "function_call": {"name": "get_weather", "arguments": "{}"}})
-    answer = Message.model_validate({"role": "function", "name": "get_weather", "content": "sunny"})
-    assert call.tool_calls is not None
-    assert answer.tool_call_id == call.tool_calls[0].id
 
 
 @pytest.mark.parametrize("args", [{1, 2}, object(), {(1, 2): "tuple key"}])

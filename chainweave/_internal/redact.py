@@ -51,7 +51,11 @@ def mask(value: str | None) -> str:
     """A short, safe rendering of a secret for reprs: ``'sk-...[REDACTED]'`` or ``None``."""
     if not value:
         return "None"
-    return f"{value[:3]}...{REDACTED}"
+    # A prefix helps tell keys apart; on a short secret it would give too much away.
+    return f"{value[:3]}...{REDACTED}" if len(value) >= _MIN_SECRET_LENGTH else REDACTED
+
+
+_FORMATTER = logging.Formatter()
 
 
 class RedactingFilter(logging.Filter):
@@ -74,6 +78,9 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg = cleaned
             record.args = None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text, so the traceback is printed redacted too.
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
         return True
 
 

@@ -46,13 +46,13 @@ from chainweave.errors import (
 )
 from chainweave.pricing import ModelPrice
 from chainweave.providers.base import HTTPProvider, error_message, parse_retry_after
+from chainweave.streaming import StreamAccumulator
 from chainweave.types import (
     ChatRequest,
     ChatResponse,
     ImagePart,
     Message,
     ModelInfo,
-    StreamAccumulator,
     StreamChunk,
     TextPart,
     ToolCall,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import httpx
 from chainweave._internal.http import DEFAULT_TIMEOUT, as_timeout, is_timeout, make_client
 from chainweave._internal.redact import get_logger, mask, redact, register_secret
 from chainweave._internal.sse import ServerSentEvent, iter_sse
+from chainweave._internal.values import duration_seconds
 from chainweave.errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -40,16 +40,12 @@ logger = get_logger("chainweave.providers")
 
 _ERROR_SNIPPET = 500
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _parse_duration(value: str) -> float | None:
     """OpenAI's reset headers: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``."""
-    parts = _GO_DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value.strip():
+    try:
+        return duration_seconds(value) if value else None
+    except ValueError:
         return None
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 def _parse_timestamp(value: str, now: datetime) -> float | None:

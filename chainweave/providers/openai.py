@@ -26,6 +26,7 @@ from chainweave.errors import (
     error_for_status,
 )
 from chainweave.providers.base import HTTPProvider, error_message, parse_retry_after
+from chainweave.streaming import StreamAccumulator
 from chainweave.types import (
     ChatRequest,
     ChatResponse,
@@ -33,7 +34,6 @@ from chainweave.types import (
     EmbeddingResponse,
     Message,
     ModelInfo,
-    StreamAccumulator,
     StreamChunk,
     ToolCall,
     ToolCallDelta,

@@ -287,3 +287,22 @@ def test_redact_is_idempotent(secrets: list[str], data: st.DataObject) -> None:
             register_secret(secret)
         once = redact(text)
         assert redact(once) == once
+
+
+def test_filter_redacts_logged_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    """A secret inside a logged exception's traceback is masked in the output."""
+    secret = "sk-trace-0123456789abcdefghij"
+    logger = get_logger("chainweave.test.traceback")
+    caplog.set_level(logging.ERROR)
+    try:
+        raise RuntimeError(f"failed with {secret}")
+    except RuntimeError:
+        logger.exception("call failed")
+    assert "failed with" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_mask_hides_short_secrets_entirely() -> None:
+    """A secret too short to spare a prefix is shown as the marker alone."""
+    assert mask("abc") == REDACTED
+    assert mask("sk-abcdefghijkl").startswith("sk-...")

@@ -1,12 +1,22 @@
-"""Run every provider test over both HTTP transports: httpx's own pool and aiohttp's."""
+"""Run every test that talks to the local server over both HTTP transports."""
 
 from __future__ import annotations
 
 import pytest
 
+TRANSPORTS = ["httpx", "aiohttp"]
 
-@pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise tests using the ``stub`` server by transport; others run once."""
+    if "stub" in metafunc.fixturenames:
+        metafunc.fixturenames.append("http_transport")
+        metafunc.parametrize("http_transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture
 def http_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The transport adapters' own clients use in this test."""
-    monkeypatch.setenv("CHAINWEAVE_HTTP_TRANSPORT", request.param)
-    return str(request.param)
+    transport = str(getattr(request, "param", "httpx"))
+    monkeypatch.setenv("CHAINWEAVE_HTTP_TRANSPORT", transport)
+    return transport

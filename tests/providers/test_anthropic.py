@@ -13,41 +13,28 @@ import pytest
 
 from chainweave import errors
 from chainweave.providers.anthropic import JSON_OBJECT_INSTRUCTION, AnthropicProvider
-from chainweave.types import ChatRequest, Message, StreamChunk, Tool, ToolCall
-from tests.stubserver import Reply, StubServer, sse_chunks, sse_event
-
-KEY = "sk-ant-api03-test-only-Zq8xW2vN5mK7pL0r"
-MODEL = "claude-3-5-sonnet-20241022"
-MESSAGES = "/v1/messages"
-WEATHER = Tool(name="get_weather", description="Weather for a city",
-               parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+from chainweave.types import ChatRequest, Message, ToolCall
+from tests.providers.anthropic_wire import (
+    JSON_SCHEMA,
+    KEY,
+    MESSAGES,
+    MODEL,
+    SCHEMA,
+    WEATHER,
+    ask,
+    error_body,
+    make_provider,
+    message,
+)
+from tests.stubserver import Reply, StubServer
 
 
 @pytest.fixture
 async def provider(stub: StubServer) -> AsyncIterator[AnthropicProvider]:
     """An adapter pointed at the stub server."""
-    adapter = AnthropicProvider(api_key=KEY, base_url=stub.url, default_model=MODEL)
+    adapter = make_provider(stub)
     yield adapter
     await adapter.aclose()
-
-
-def message(*blocks: dict[str, Any], stop_reason: str = "end_turn",
-            usage: dict[str, int] | None = None) -> dict[str, Any]:
-    """An Anthropic message body."""
-    content = list(blocks) or [{"type": "text", "text": "Hello!"}]
-    return {"id": "msg_01", "type": "message", "role": "assistant", "model": MODEL,
-            "content": content, "stop_reason": stop_reason, "stop_sequence": None,
-            "usage": usage or {"input_tokens": 10, "output_tokens": 5}}
-
-
-def error_body(kind: str, text: str = "something went wrong") -> dict[str, Any]:
-    """An Anthropic error body."""
-    return {"type": "error", "error": {"type": kind, "message": text}, "request_id": "req_1"}
-
-
-def ask(text: str = "hi", **params: Any) -> ChatRequest:
-    """A one-message request."""
-    return ChatRequest(messages=[Message.user(text)], **params)
 
 
 async def sent_body(provider: AnthropicProvider, stub: StubServer,
@@ -57,48 +44,6 @@ async def sent_body(provider: AnthropicProvider, stub: StubServer,
     await provider.chat(request)
     body: dict[str, Any] = stub.requests[-1].json
     return body
-
-
-def ev(kind: str, **fields: Any) -> str:
-    """One Anthropic stream event: the SSE event name repeats the data's type."""
-    return sse_event({"type": kind, **fields}, kind)
-
-
-def start(input_tokens: int = 12) -> str:
-    """The message_start event."""
-    return ev("message_start", message={
-        "id": "msg_s1", "type": "message", "role": "assistant", "model": MODEL, "content": [],
-        "stop_reason": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}})
-
-
-def block(index: int, content: dict[str, Any], deltas: list[dict[str, str]]) -> list[str]:
-    """A content block: its start, its deltas, its stop."""
-    return [ev("content_block_start", index=index, content_block=content),
-            *(ev("content_block_delta", index=index, delta=d) for d in deltas),
-            ev("content_block_stop", index=index)]
-
-
-def text_block(index: int, *pieces: str) -> list[str]:
-    """A streamed text block."""
-    return block(index, {"type": "text", "text": ""},
-                 [{"type": "text_delta", "text": p} for p in pieces])
-
-
-def tool_block(index: int, call_id: str, name: str, *fragments: str) -> list[str]:
-    """A streamed tool_use block whose input arrives as JSON fragments."""
-    return block(index, {"type": "tool_use", "id": call_id, "name": name, "input": {}},
-                 [{"type": "input_json_delta", "partial_json": f} for f in fragments])
-
-
-def finish(stop_reason: str = "end_turn", output_tokens: int = 9) -> list[str]:
-    """message_delta and message_stop."""
-    return [ev("message_delta", delta={"stop_reason": stop_reason},
-               usage={"output_tokens": output_tokens}), ev("message_stop")]
-
-
-async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[StreamChunk]:
-    """Every chunk of a stream."""
-    return [chunk async for chunk in provider.stream(request)]
 
 
 # --- headers and request body ----------------------------------------------------------
@@ -272,11 +217,6 @@ async def test_json_object_adds_system_instruction(provider: AnthropicProvider,
     assert body["system"] == f"Be terse.\n\n{JSON_OBJECT_INSTRUCTION}"
 
 
-SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
-          "required": ["city", "temp"]}
-JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "weather_report", "schema": SCHEMA}}
-
-
 async def test_json_schema_sends_a_forced_tool(provider: AnthropicProvider,
                                                stub: StubServer) -> None:
     """response_format json_schema adds a tool with the schema and forces it."""
@@ -366,128 +306,6 @@ async def test_malformed_body_is_malformed_response(provider: AnthropicProvider,
         await provider.chat(ask())
     assert (info.value.provider, info.value.model, info.value.retryable) == (
         "anthropic", MODEL, True)
-
-
-# --- streaming -------------------------------------------------------------------------
-
-
-async def test_stream_text_arrives_in_irregular_chunks(provider: AnthropicProvider,
-                                                       stub: StubServer) -> None:
-    """Text deltas split at odd byte boundaries are decoded into the whole text."""
-    events = [start(), *text_block(0, "Hel", "lo, ", "wörld"), *finish()]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events, max_piece=5)))
-    chunks = await collect(provider, ask())
-    assert "".join(c.delta for c in chunks) == "Hello, wörld"
-    assert stub.requests[-1].json["stream"] is True
-
-
-async def test_stream_final_chunk_has_finish_reason_and_usage(provider: AnthropicProvider,
-                                                              stub: StubServer) -> None:
-    """Only the last chunk carries finish_reason, and it carries usage from both ends."""
-    events = [start(input_tokens=12), *text_block(0, "Hi"), *finish("max_tokens", 9)]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
-    chunks = await collect(provider, ask())
-    assert [c.finish_reason for c in chunks] == [None, "length"]
-    last = chunks[-1]
-    assert last.raw_finish_reason == "max_tokens"
-    assert last.usage is not None
-    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (12, 9)
-    assert (last.id, last.model, last.provider) == ("msg_s1", MODEL, "anthropic")
-
-
-async def test_stream_tool_call_fragments_are_assembled(provider: AnthropicProvider,
-                                                        stub: StubServer) -> None:
-    """input_json_delta fragments become ToolCallDeltas and whole calls at the end."""
-    events = [start(), *text_block(0, "Let me check."),
-              *tool_block(1, "toolu_1", "get_weather", "", '{"ci', 'ty": "Os', 'lo"}'),
-              *tool_block(2, "toolu_2", "get_weather", '{"city": "Rome"}'),
-              *finish("tool_use")]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events, seed=3)))
-    chunks = await collect(provider, ask(tools=[WEATHER]))
-    deltas = [d for c in chunks for d in c.tool_call_deltas]
-    assert {d.index for d in deltas} == {1, 2}
-    assert chunks[-1].finish_reason == "tool_calls"
-    assert chunks[-1].tool_calls == [
-        ToolCall(id="toolu_1", name="get_weather", arguments='{"city": "Oslo"}'),
-        ToolCall(id="toolu_2", name="get_weather", arguments='{"city": "Rome"}')]
-
-
-async def test_stream_ignores_ping_and_thinking_events(provider: AnthropicProvider,
-                                                       stub: StubServer) -> None:
-    """ping events and thinking deltas add nothing to the stream."""
-    ping = ev("ping")
-    thinking = block(0, {"type": "thinking", "thinking": ""},
-                     [{"type": "thinking_delta", "thinking": "secret"}])
-    events = [start(), ping, *thinking, ping, *text_block(1, "ok"), ping, *finish()]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
-    chunks = await collect(provider, ask())
-    assert [(c.delta, c.finish_reason) for c in chunks] == [("ok", None), ("", "stop")]
-
-
-async def test_stream_json_schema_streams_the_tool_input_as_text(
-        provider: AnthropicProvider, stub: StubServer) -> None:
-    """With json_schema, the forced tool's JSON streams as text and ends with stop."""
-    events = [start(), *tool_block(0, "toolu_9", "weather_report", '{"city": ', '"Paris"}'),
-              *finish("tool_use")]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
-    chunks = await collect(provider, ask(response_format=JSON_SCHEMA))
-    assert json.loads("".join(c.delta for c in chunks)) == {"city": "Paris"}
-    assert (chunks[-1].finish_reason, chunks[-1].tool_calls) == ("stop", [])
-
-
-async def test_stream_error_event_raises_mapped_error(provider: AnthropicProvider,
-                                                      stub: StubServer) -> None:
-    """An overloaded_error event mid-stream raises a retryable ProviderUnavailableError."""
-    events = [start(), *text_block(0, "Partial"),
-              sse_event(error_body("overloaded_error", "Overloaded"), "error")]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
-    with pytest.raises(errors.ProviderUnavailableError) as info:
-        await collect(provider, ask())
-    assert (info.value.retryable, info.value.status_code) == (True, None)
-    assert (info.value.provider, info.value.model) == ("anthropic", MODEL)
-    assert "Overloaded" in str(info.value)
-
-
-async def test_stream_unreadable_event_is_malformed(provider: AnthropicProvider,
-                                                    stub: StubServer) -> None:
-    """An event whose data is not JSON raises MalformedResponseError."""
-    events = [start(), "event: content_block_delta\ndata: {not json\n\n", *finish()]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
-    with pytest.raises(errors.MalformedResponseError) as info:
-        await collect(provider, ask())
-    assert (info.value.provider, info.value.model) == ("anthropic", MODEL)
-
-
-async def test_stream_without_message_stop_is_interrupted(provider: AnthropicProvider,
-                                                          stub: StubServer) -> None:
-    """A stream that ends cleanly but without message_stop raises StreamInterruptedError."""
-    events = [start(), *text_block(0, "Half an ans"), finish()[0]]
-    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
-    with pytest.raises(errors.StreamInterruptedError) as info:
-        await collect(provider, ask())
-    assert info.value.details["text_chars"] == len("Half an ans")
-    assert info.value.retryable
-
-
-async def test_stream_dropped_connection_is_interrupted(provider: AnthropicProvider,
-                                                        stub: StubServer) -> None:
-    """A connection dropped mid-stream raises StreamInterruptedError with progress."""
-    chunks = sse_chunks([start(), *text_block(0, "A long answer"), *finish()])
-    stub.route("POST", MESSAGES, Reply(chunks=chunks, drop_after=len(chunks) // 2))
-    with pytest.raises(errors.StreamInterruptedError) as info:
-        await collect(provider, ask())
-    assert "text_chars" in info.value.details
-    assert info.value.provider == "anthropic"
-
-
-async def test_stream_error_status_is_mapped(provider: AnthropicProvider,
-                                             stub: StubServer) -> None:
-    """An error status before the stream starts maps like a plain call's."""
-    stub.route("POST", MESSAGES, Reply(429, json=error_body("rate_limit_error"),
-                                       headers={"retry-after": "3"}))
-    with pytest.raises(errors.RateLimitError) as info:
-        await collect(provider, ask())
-    assert (info.value.status_code, info.value.retry_after) == (429, 3.0)
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -20,13 +20,13 @@ from chainweave.errors import (
     error_for_status,
 )
 from chainweave.providers.mock import MockFailure, MockProvider, MockReply, default_text
+from chainweave.streaming import StreamAccumulator
 from chainweave.tokens import estimate_text_tokens, estimate_tokens
 from chainweave.types import (
     ChatModel,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
-    StreamAccumulator,
     StreamChunk,
     ToolCall,
     Usage,

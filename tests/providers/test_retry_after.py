@@ -113,7 +113,13 @@ def test_openai_limit_not_exhausted_is_ignored() -> None:
     assert parse_retry_after(headers) is None
 
 
-@pytest.mark.parametrize("reset", ["soon", "5", "1x", "1s garbage", "s", ""])
+def test_openai_bare_number_reset_is_seconds() -> None:
+    """A reset without a unit is read as seconds, the unit the other headers use."""
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "5"}
+    assert parse_retry_after(headers) == 5.0
+
+
+@pytest.mark.parametrize("reset", ["soon", "1x", "1s garbage", "s", ""])
 def test_openai_garbage_reset_is_ignored(reset: str) -> None:
     """A reset that is not a Go duration gives no wait."""
     headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": reset}
