@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from chainweave.types import (
     ChatResponse,
     FinishReason,
@@ -21,11 +23,13 @@ class StreamAccumulator:
     and ``name``, later ones append to ``arguments``.
     """
 
-    __slots__ = ("_calls", "_parts", "finish_reason", "id", "model", "raw_finish_reason",
-                 "usage")
+    __slots__ = ("_calls", "_parts", "_refusal", "chunks", "finish_reason", "id", "model",
+                 "raw_finish_reason", "usage")
 
     def __init__(self) -> None:
         self._parts: list[str] = []
+        self._refusal: list[str] = []
+        self.chunks = 0
         self._calls: dict[int, dict[str, str]] = {}
         self.finish_reason: FinishReason | None = None
         self.raw_finish_reason: str | None = None
@@ -35,8 +39,11 @@ class StreamAccumulator:
 
     def add(self, chunk: StreamChunk) -> None:
         """Fold one chunk in."""
+        self.chunks += 1
         if chunk.delta:
             self._parts.append(chunk.delta)
+        if chunk.refusal:
+            self._refusal.append(chunk.refusal)
         for frag in chunk.tool_call_deltas:
             self.add_tool_fragment(frag)
         if chunk.tool_calls and not self._calls:
@@ -66,6 +73,15 @@ class StreamAccumulator:
         """All text so far."""
         return "".join(self._parts)
 
+    @property
+    def refusal(self) -> str | None:
+        """The refusal text so far, if the model refused."""
+        return "".join(self._refusal) or None
+
+    def progress(self) -> dict[str, Any]:
+        """What arrived before a stream broke, for ``StreamInterruptedError.details``."""
+        return {"partial_content": self.text, "chunks": self.chunks}
+
     def tool_calls(self) -> list[ToolCall]:
         """The tool calls assembled so far, in index order."""
         return [
@@ -80,6 +96,7 @@ class StreamAccumulator:
             model=self.model or model,
             provider=provider,
             content=self.text,
+            refusal=self.refusal,
             tool_calls=self.tool_calls(),
             finish_reason=self.finish_reason or "stop",
             raw_finish_reason=self.raw_finish_reason,

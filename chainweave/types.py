@@ -470,14 +470,16 @@ class ChatResponse(_Model):
     """A finished chat completion.
 
     ``finish_reason`` is normalised (see :func:`normalize_finish_reason`); the vendor's
-    own word is kept in ``raw_finish_reason``. ``attempts`` counts calls made to get it,
-    retries and failovers included.
+    own word is kept in ``raw_finish_reason``. When the model refuses, ``refusal`` holds
+    its explanation and ``finish_reason`` is ``content_filter``. ``attempts`` counts
+    calls made to get it, retries and failovers included.
     """
 
     id: str
     model: str
     provider: str
     content: str = ""
+    refusal: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     finish_reason: FinishReason = "stop"
     raw_finish_reason: str | None = None
@@ -497,12 +499,14 @@ class ChatResponse(_Model):
 class StreamChunk(_Model):
     """One piece of a streamed completion.
 
-    Text arrives in ``delta`` and tool-call fragments in ``tool_call_deltas``. The last
+    Text arrives in ``delta``, a refusal's text in ``refusal``, and tool-call fragments
+    in ``tool_call_deltas``. The last
     chunk carries ``finish_reason``, the assembled ``tool_calls`` and, when the vendor
     reports it, ``usage``.
     """
 
     delta: str = ""
+    refusal: str | None = None
     tool_call_deltas: list[ToolCallDelta] = Field(default_factory=list)
     tool_calls: list[ToolCall] = Field(default_factory=list)
     finish_reason: FinishReason | None = None

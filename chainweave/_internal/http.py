@@ -15,10 +15,11 @@ from typing import Literal
 
 import httpx
 
+from chainweave._internal.redact import register_secret
 from chainweave.errors import ConfigurationError
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "Transport", "as_timeout", "is_timeout",
-           "make_client"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "Transport", "as_timeout", "clean_header",
+           "clean_secret", "is_timeout", "is_transport_error", "make_client"]
 
 Transport = Literal["auto", "httpx", "aiohttp"]
 
@@ -78,15 +79,55 @@ def make_client(timeout: float | httpx.Timeout | None = None,
     return httpx.AsyncClient(timeout=as_timeout(timeout), limits=limits)
 
 
-def is_timeout(exc: httpx.HTTPError) -> bool:
+def is_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transport failure: httpx's, or aiohttp's left unmapped."""
+    return isinstance(exc, httpx.HTTPError) or type(exc).__module__.startswith("aiohttp")
+
+
+def is_timeout(exc: BaseException) -> bool:
     """Whether a transport error is a timeout.
 
     httpx-aiohttp maps every aiohttp connection error (a reset, a server that hung up)
     to ``httpx.ConnectTimeout``; the aiohttp error it came from tells the truth.
     """
     if not isinstance(exc, httpx.TimeoutException):
-        return False
+        return isinstance(exc, TimeoutError)
     cause = exc.__cause__
     if cause is not None and type(cause).__module__.startswith("aiohttp"):
         return isinstance(cause, TimeoutError)
     return True
+
+
+def _bad_characters(value: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def clean_secret(value: str | None, provider: str, field: str) -> str | None:
+    """A key with surrounding whitespace stripped (a secrets file's trailing newline),
+    registered for redaction; inner control characters are refused.
+
+    Raises:
+        ConfigurationError: the key holds control characters. The value is not shown.
+    """
+    if value is None:
+        return None
+    stripped = value.strip()
+    if _bad_characters(stripped):
+        raise ConfigurationError(
+            f"{field} for {provider!r} contains control characters; check how it is loaded",
+            provider=provider, field=field)
+    register_secret(value)
+    register_secret(stripped)
+    return stripped or None
+
+
+def clean_header(value: str, provider: str, name: str) -> str:
+    """A header value without control characters, which HTTP forbids.
+
+    Raises:
+        ConfigurationError: the value holds control characters (it is not shown).
+    """
+    if _bad_characters(value):
+        raise ConfigurationError(f"header {name!r} for {provider!r} contains control "
+                                 "characters", provider=provider, field=name)
+    return value

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -10,9 +12,25 @@ from chainweave.errors import SetupError
 
 T = TypeVar("T")
 
+_local = threading.local()
+
+
+def _runner() -> asyncio.Runner:
+    """This thread's event loop runner, kept for the life of the thread.
+
+    One loop per thread, not one per call: HTTP clients keep their pooled connections
+    on the loop that opened them, so a fresh loop per call would strand them.
+    """
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    if runner is None:
+        runner = asyncio.Runner()
+        _local.runner = runner
+        atexit.register(runner.close)
+    return runner
+
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion on a fresh event loop and return its result.
+    """Run ``coro`` to completion on this thread's event loop and return its result.
 
     Raises:
         SetupError: when called from inside a running event loop, where blocking would
@@ -21,7 +39,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return _runner().run(coro)
     coro.close()
     raise SetupError(
         "run_sync() was called inside a running event loop; await the async method instead"

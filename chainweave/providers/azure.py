@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from chainweave._internal.http import clean_secret
 from chainweave.errors import ConfigurationError
 from chainweave.providers.openai import OpenAIProvider
 
@@ -34,6 +35,7 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     provider_name: ClassVar[str] = "azure"
     default_base_url: ClassVar[str | None] = None
+    max_tokens_field = "max_tokens"
 
     def __init__(self, *, api_version: str = DEFAULT_AZURE_API_VERSION,
                  deployments: Mapping[str, str] | None = None,
@@ -46,7 +48,7 @@ class AzureOpenAIProvider(OpenAIProvider):
         self.base_url = self.base_url.removesuffix("/openai")
         self.api_version = api_version
         self.deployments = dict(deployments or {})
-        self._ad_token = azure_ad_token
+        self._ad_token = clean_secret(azure_ad_token, self.name, "azure_ad_token")
 
     def _headers(self) -> dict[str, str]:
         headers = dict(self._extra_headers)

@@ -8,6 +8,7 @@ are mapped here, once, for every adapter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -19,8 +20,16 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
-from chainweave._internal.http import DEFAULT_TIMEOUT, as_timeout, is_timeout, make_client
-from chainweave._internal.redact import get_logger, mask, redact, register_secret
+from chainweave._internal.http import (
+    DEFAULT_TIMEOUT,
+    as_timeout,
+    clean_header,
+    clean_secret,
+    is_timeout,
+    is_transport_error,
+    make_client,
+)
+from chainweave._internal.redact import get_logger, mask, redact
 from chainweave._internal.sse import ServerSentEvent, iter_sse
 from chainweave._internal.values import duration_seconds
 from chainweave.errors import (
@@ -67,7 +76,17 @@ def _seconds(value: str | None, divisor: float = 1.0) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+#: The longest wait ``parse_retry_after`` reports: a date years ahead is not advice.
+MAX_RETRY_AFTER = 86_400.0
+
+
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait before retrying, at most :data:`MAX_RETRY_AFTER`; see _retry_after."""
+    wait = _retry_after(headers, now)
+    return None if wait is None else min(wait, MAX_RETRY_AFTER)
+
+
+def _retry_after(headers: Mapping[str, str], now: datetime | None) -> float | None:
     """Seconds to wait before retrying, from whatever the vendor sent.
 
     In order: ``retry-after-ms``; ``Retry-After`` as seconds or an HTTP-date; then the
@@ -137,16 +156,18 @@ class HTTPProvider:
                 f"{type(self).__name__} needs base_url", provider=name or self.provider_name,
                 field="base_url",
             )
-        register_secret(api_key)
         self.name = name or self.provider_name
+        self._api_key = clean_secret(api_key, self.name, "api_key")
         self.base_url = url.rstrip("/")
         self.default_model = default_model
-        self._api_key = api_key
-        self._timeout = as_timeout(timeout)
-        self._extra_headers = dict(headers or {})
+        # An injected client keeps its own timeout unless one is given here too.
+        self._timeout = as_timeout(timeout) if timeout is not None or client is None else None
+        self._extra_headers = {k: clean_header(v, self.name, k)
+                               for k, v in (headers or {}).items()}
         self._prices = dict(prices or {})
         self._price_cache: dict[str, ModelPrice | None] = {}
         self._client = client
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._owns_client = client is None
 
     def __repr__(self) -> str:
@@ -155,9 +176,16 @@ class HTTPProvider:
 
     @property
     def client(self) -> httpx.AsyncClient:
-        """The HTTP client, made on first use when none was injected."""
-        if self._client is None:
+        """The HTTP client, made on first use when none was injected.
+
+        A client's connections belong to the event loop they were opened on; when this
+        adapter is used from a new loop (a second ``asyncio.run``), it makes a new client.
+        """
+        loop = _running_loop()
+        if self._client is None or (self._owns_client and loop is not self._client_loop
+                                    and loop is not None):
             self._client = make_client(self._timeout)
+            self._client_loop = loop
         return self._client
 
     async def aclose(self) -> None:
@@ -209,7 +237,7 @@ class HTTPProvider:
         return Usage(prompt_tokens=prompt, completion_tokens=completion,
                      total_tokens=prompt + completion, cost_usd=cost)
 
-    def _timeout_for(self, request: ChatRequest | None) -> httpx.Timeout:
+    def _timeout_for(self, request: ChatRequest | None) -> httpx.Timeout | None:
         if request is not None and request.timeout is not None:
             return as_timeout(request.timeout)
         return self._timeout
@@ -222,13 +250,13 @@ class HTTPProvider:
         if params:
             options["params"] = params
         timeout = timeout or self._timeout
-        if timeout != self.client.timeout:
+        if timeout is not None and timeout != self.client.timeout:
             options["timeout"] = timeout
         return options
 
-    def _transport_error(self, exc: httpx.HTTPError, model: str | None,
+    def _transport_error(self, exc: Exception, model: str | None,
                          *, streaming: bool = False) -> ProviderError:
-        """Map an httpx transport failure; mid-stream breaks are stream interruptions."""
+        """Map a transport failure; mid-stream breaks are stream interruptions."""
         detail = redact(str(exc)) or type(exc).__name__
         ctx: dict[str, Any] = {"provider": self.name, "model": model}
         if is_timeout(exc):
@@ -252,13 +280,20 @@ class HTTPProvider:
                             timeout: httpx.Timeout | None = None) -> Any:
         """Send one call and return its decoded JSON body, or raise the mapped error."""
         started = time.perf_counter()
+        failure: ProviderError | None = None
         try:
             response = await self.client.request(
                 method, url, json=body, headers=self._headers(),
                 **self._call_options(params, timeout),
             )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, model) from None
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
+            failure = self._transport_error(exc, model)
+        if failure is not None:
+            # Raised outside the handler so that no __context__ keeps the httpx request,
+            # whose headers hold the key.
+            raise failure
         if logger.isEnabledFor(10):
             logger.debug("%s %s %s -> %d in %.1f ms", self.name, method, url,
                          response.status_code, (time.perf_counter() - started) * 1000)
@@ -277,6 +312,7 @@ class HTTPProvider:
         before the response starts is a connection error; one after it, an interruption.
         """
         started = False
+        failure: ProviderError | None = None
         try:
             async with self.client.stream(
                 "POST", url, json=body, headers=self._headers(),
@@ -289,8 +325,12 @@ class HTTPProvider:
                 started = True
                 async for event in iter_sse(response.aiter_lines()):
                     yield event
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, model, streaming=started) from None
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
+            failure = self._transport_error(exc, model, streaming=started)
+        if failure is not None:
+            raise failure  # outside the handler: see _request_json
 
     async def health(self) -> HealthStatus:
         """Check the provider with a cheap call (listing models); never raises."""
@@ -303,6 +343,13 @@ class HTTPProvider:
                                 error=exc.message, error_type=exc.error_type)
         return HealthStatus(provider=self.name, healthy=True,
                             latency_ms=(time.perf_counter() - started) * 1000)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _snippet(body: bytes) -> str:

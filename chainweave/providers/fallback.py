@@ -7,6 +7,7 @@ health on top; this wrapper only walks a list.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from chainweave._internal.redact import get_logger
@@ -90,10 +91,12 @@ class FallbackProvider:
         errors: list[ProviderError] = []
         for target in self.targets:
             started = False
+            inner = target.provider.stream(self._request_for(target, request))
             try:
-                async for chunk in target.provider.stream(self._request_for(target, request)):
-                    started = True
-                    yield chunk
+                async with aclosing(inner):  # type: ignore[type-var]
+                    async for chunk in inner:
+                        started = True
+                        yield chunk
                 return
             except _FINAL:
                 raise

@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 
 import httpx
 
+from chainweave._internal.http import as_timeout
 from chainweave._internal.redact import get_logger
 from chainweave.errors import (
     ContentFilteredError,
+    InputValidationError,
     MalformedResponseError,
     ModelNotFoundError,
     ProviderError,
@@ -66,6 +68,13 @@ class OpenAIProvider(HTTPProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     #: Whether the server accepts ``top_k`` (OpenAI does not; most compatible servers do).
     sends_top_k: ClassVar[bool] = False
+    #: Whether a stream must end with ``data: [DONE]``; some compatible servers never
+    #: send it, and there a clean end after a finish reason is accepted.
+    requires_done_marker: ClassVar[bool] = True
+    #: The body field for ``max_tokens``: OpenAI's own API takes
+    #: ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``). Set it on
+    #: an instance to override, e.g. for an Azure deployment of a reasoning model.
+    max_tokens_field: str = "max_completion_tokens"
 
     def __init__(self, *, organization: str | None = None, project: str | None = None,
                  stream_usage: bool = True, **kwargs: Any) -> None:
@@ -101,11 +110,13 @@ class OpenAIProvider(HTTPProvider):
         """The JSON body for ``request``; public so callers can inspect what is sent."""
         body: dict[str, Any] = {**self._body_model(model),
                                 "messages": [message_to_wire(m) for m in request.messages]}
-        for key in ("temperature", "max_tokens", "top_p", "frequency_penalty",
-                    "presence_penalty", "seed", "user"):
+        for key in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed",
+                    "user"):
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
         if request.top_k is not None:
             if self.sends_top_k:
                 body["top_k"] = request.top_k
@@ -150,24 +161,18 @@ class OpenAIProvider(HTTPProvider):
         if "error" in data and not data.get("choices"):
             raise self._error_from_body(data, 200, httpx.Headers(), model)
         try:
-            choice = data["choices"][0]
-            message = choice["message"]
-            calls = [ToolCall.model_validate(c) for c in message.get("tool_calls") or ()]
-            if not calls and isinstance(message.get("function_call"), dict):
-                fn = message["function_call"]
-                calls = [ToolCall(id=f"call_{fn.get('name', '')}", name=fn.get("name", ""),
-                                  arguments=fn.get("arguments") or "{}")]
-            raw_finish = choice.get("finish_reason")
+            message = _first_choice(data["choices"])["message"]
+            raw_finish = _first_choice(data["choices"]).get("finish_reason")
+            refusal = message.get("refusal") or None
+            used = str(data.get("model") or model)  # Azure: the model behind the deployment
             return ChatResponse(
-                id=str(data.get("id") or ""),
-                model=str(data.get("model") or model),
-                provider=self.name,
-                content=message.get("content") or "",
-                tool_calls=calls,
-                finish_reason=normalize_finish_reason(raw_finish) or "stop",
-                raw_finish_reason=raw_finish,
-                usage=self._wire_usage(data.get("usage"), model),
-                latency_ms=latency_ms,
+                id=str(data.get("id") or ""), model=used, provider=self.name,
+                content=message.get("content") or "", refusal=refusal,
+                tool_calls=_tool_calls(message),
+                finish_reason="content_filter" if refusal else (
+                    normalize_finish_reason(raw_finish) or "stop"),
+                raw_finish_reason="refusal" if refusal else raw_finish,
+                usage=self._wire_usage(data.get("usage"), used), latency_ms=latency_ms,
             )
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise self._malformed(f"a completion missing its parts ({exc!r})", model) from None
@@ -186,7 +191,9 @@ class OpenAIProvider(HTTPProvider):
         The last chunk has ``finish_reason``, the assembled ``tool_calls`` and usage.
 
         Raises:
-            StreamInterruptedError: when the stream ends before ``data: [DONE]``.
+            StreamInterruptedError: when the stream ends before ``data: [DONE]`` (for
+                OpenAI-compatible servers: before a finish reason, since some never send
+                ``[DONE]``); ``details`` hold ``partial_content`` and ``chunks``.
         """
         model = self._model_for(request.model)
         acc = StreamAccumulator()
@@ -196,24 +203,38 @@ class OpenAIProvider(HTTPProvider):
             body=self.build_body(request, model, stream=True), params=self._params(),
             timeout=self._timeout_for(request),
         )
-        async with aclosing(events):
-            async for event in events:
-                if event.data == "[DONE]":
-                    done = True
-                    break
-                chunk = self._parse_chunk(self._decode_json(event.data.encode(), model), model)
-                acc.add(chunk)
-                if chunk.delta or chunk.tool_call_deltas:
-                    yield chunk
-        if not done:
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    chunk = self._parse_chunk(self._decode_json(event.data.encode(), model),
+                                              model)
+                    acc.add(chunk)
+                    if chunk.delta or chunk.tool_call_deltas or chunk.refusal:
+                        yield chunk
+        except StreamInterruptedError as exc:
+            exc.details.update(acc.progress())
+            raise
+        if not done and (self.requires_done_marker or acc.finish_reason is None):
             raise StreamInterruptedError(
                 f"{self.name} stream ended before [DONE] after {len(acc.text)} characters",
-                provider=self.name, model=model, details={"partial_content": acc.text},
-            )
-        yield StreamChunk(
-            finish_reason=acc.finish_reason or "stop", raw_finish_reason=acc.raw_finish_reason,
-            tool_calls=acc.tool_calls(), usage=acc.usage, id=acc.id,
-            model=acc.model or model, provider=self.name,
+                provider=self.name, model=model, details=acc.progress())
+        yield self._final_chunk(acc, model)
+
+    def _final_chunk(self, acc: StreamAccumulator, model: str) -> StreamChunk:
+        try:
+            calls = acc.tool_calls()
+        except InputValidationError as exc:  # e.g. fragments that never named their tool
+            raise self._malformed(f"tool-call fragments that do not add up ({exc.message})",
+                                  model) from None
+        refused = acc.refusal is not None
+        used = acc.model or model
+        return StreamChunk(
+            finish_reason="content_filter" if refused else (acc.finish_reason or "stop"),
+            raw_finish_reason="refusal" if refused else acc.raw_finish_reason,
+            tool_calls=calls, usage=acc.usage, id=acc.id, model=used, provider=self.name,
         )
 
     def _parse_chunk(self, data: Any, model: str) -> StreamChunk:
@@ -223,10 +244,11 @@ class OpenAIProvider(HTTPProvider):
         if "error" in data:
             raise self._error_from_body(data, 200, httpx.Headers(), model)
         try:
-            usage = self._wire_usage(data["usage"], model) if data.get("usage") else None
-            choices = data.get("choices") or [{}]
-            delta: dict[str, Any] = choices[0].get("delta") or {}
-            raw_finish = choices[0].get("finish_reason")
+            used = str(data.get("model") or model)
+            usage = self._wire_usage(data["usage"], used) if data.get("usage") else None
+            choice = _first_choice(data.get("choices") or [{}])
+            delta: dict[str, Any] = choice.get("delta") or {}
+            raw_finish = choice.get("finish_reason")
             fragments = [
                 ToolCallDelta(index=tc.get("index", i), id=tc.get("id"),
                               name=(tc.get("function") or {}).get("name"),
@@ -234,9 +256,10 @@ class OpenAIProvider(HTTPProvider):
                 for i, tc in enumerate(delta.get("tool_calls") or ())
             ]
             return StreamChunk(
-                delta=delta.get("content") or "", tool_call_deltas=fragments,
-                finish_reason=normalize_finish_reason(raw_finish), raw_finish_reason=raw_finish,
-                usage=usage, id=data.get("id"), model=data.get("model"), provider=self.name,
+                delta=delta.get("content") or "", refusal=delta.get("refusal") or None,
+                tool_call_deltas=fragments, finish_reason=normalize_finish_reason(raw_finish),
+                raw_finish_reason=raw_finish, usage=usage, id=data.get("id"),
+                model=data.get("model"), provider=self.name,
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise self._malformed(f"a stream chunk out of shape ({exc!r})", model) from None
@@ -253,8 +276,10 @@ class OpenAIProvider(HTTPProvider):
         if request.user is not None:
             body["user"] = request.user
         started = time.perf_counter()
-        data = await self._request_json("POST", self._url("embeddings", model), model=model,
-                                        body=body, params=self._params())
+        data = await self._request_json(
+            "POST", self._url("embeddings", model), model=model, body=body,
+            params=self._params(),
+            timeout=as_timeout(request.timeout) if request.timeout else None)
         try:
             rows = sorted(data["data"], key=lambda row: row["index"])
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
@@ -338,6 +363,27 @@ class OpenAICompatibleProvider(OpenAIProvider):
     provider_name: ClassVar[str] = "openai_compatible"
     default_base_url: ClassVar[str | None] = None
     sends_top_k: ClassVar[bool] = True
+    requires_done_marker: ClassVar[bool] = False
+    max_tokens_field = "max_tokens"
+
+
+def _first_choice(choices: list[Any]) -> dict[str, Any]:
+    """Choice 0: with ``n`` > 1 the others are ignored, never merged into it."""
+    for choice in choices:
+        if choice.get("index", 0) == 0:
+            return dict(choice)
+    return {}
+
+
+def _tool_calls(message: dict[str, Any]) -> list[ToolCall]:
+    """A message's tool calls (legacy ``function_call`` too); a missing id is made up."""
+    calls = [ToolCall.model_validate({**c, "id": c.get("id") or f"call_{i}"})
+             for i, c in enumerate(message.get("tool_calls") or ())]
+    if not calls and isinstance(message.get("function_call"), dict):
+        fn = message["function_call"]
+        calls = [ToolCall(id=f"call_{fn.get('name', '')}", name=fn.get("name", ""),
+                          arguments=fn.get("arguments") or "{}")]
+    return calls
 
 
 def _tool_to_wire(name: str, description: str, parameters: dict[str, Any],

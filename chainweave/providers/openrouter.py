@@ -28,6 +28,7 @@ class OpenRouterProvider(OpenAIProvider):
     provider_name: ClassVar[str] = "openrouter"
     default_base_url: ClassVar[str | None] = "https://openrouter.ai/api/v1"
     sends_top_k: ClassVar[bool] = True
+    max_tokens_field = "max_tokens"
 
     def __init__(self, *, referer: str | None = None, x_title: str | None = None,
                  **kwargs: Any) -> None:

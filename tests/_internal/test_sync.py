@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import threading
 import warnings
 
 import pytest
@@ -40,14 +41,25 @@ def test_propagates_the_exception() -> None:
         run_sync(explode())
 
 
-def test_runs_on_a_fresh_loop_each_time() -> None:
-    """Each call gets its own loop, closed afterwards, so calls do not share state."""
-    async def current_loop() -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+async def _current_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
-    first, second = run_sync(current_loop()), run_sync(current_loop())
-    assert first is not second
-    assert first.is_closed()
+
+def test_calls_on_one_thread_share_a_living_loop() -> None:
+    """Calls on one thread reuse one open loop, so pooled connections stay usable."""
+    first, second = run_sync(_current_loop()), run_sync(_current_loop())
+    assert first is second
+    assert not first.is_closed()
+
+
+def test_each_thread_has_its_own_loop() -> None:
+    """A call from another thread runs on that thread's loop, not this one's."""
+    here = run_sync(_current_loop())
+    there: list[asyncio.AbstractEventLoop] = []
+    worker = threading.Thread(target=lambda: there.append(run_sync(_current_loop())))
+    worker.start()
+    worker.join()
+    assert there[0] is not here
 
 
 async def test_refuses_inside_a_running_loop() -> None:

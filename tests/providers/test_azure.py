@@ -155,3 +155,13 @@ async def test_azure_key_never_logged_or_shown(stub: StubServer,
         texts = [str(info.value), repr(info.value), repr(provider), caplog.text]
     assert all(AZURE_KEY not in t for t in texts)
     assert "Access denied" in texts[0]
+
+
+async def test_cost_uses_the_model_behind_the_deployment(stub: StubServer) -> None:
+    """A deployment named anything is priced by the model the response reports."""
+    stub.route("POST", "/openai/deployments/prod-chat/chat/completions",
+               Reply(json=completion(model="gpt-4o-mini")))
+    async with make(stub) as provider:
+        resp = await provider.chat(ask("prod-chat"))
+    assert resp.usage.cost_usd is not None
+    assert resp.usage.cost_usd > 0

@@ -114,3 +114,22 @@ def test_needs_a_target() -> None:
     """An empty fallback order is refused."""
     with pytest.raises(InputValidationError, match="at least one"):
         FallbackProvider([])
+
+
+async def test_closing_the_stream_closes_the_inner_stream() -> None:
+    """Closing a fallback stream early closes the target's stream at once, not at GC."""
+    closed: list[str] = []
+
+    class Inner(MockProvider):
+        async def stream(self, request: ChatRequest):  # type: ignore[no-untyped-def, override]
+            try:
+                async for chunk in super().stream(request):
+                    yield chunk
+            finally:
+                closed.append("inner")
+
+    provider = FallbackProvider([FallbackTarget(Inner([MockReply("one two three")]))])
+    stream = provider.stream(ask())
+    await stream.__anext__()
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert closed == ["inner"]

@@ -23,7 +23,6 @@ from chainweave.errors import (
     QuotaExceededError,
     RateLimitError,
     RequestTooLargeError,
-    StreamInterruptedError,
 )
 from chainweave.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from chainweave.types import (
@@ -36,13 +35,10 @@ from chainweave.types import (
 )
 from tests.providers.openai_wire import (
     KEY,
-    chunk,
     completion,
     error_reply,
-    sse_reply,
-    text_stream,
 )
-from tests.stubserver import Reply, StubServer, sse_event
+from tests.stubserver import Reply, StubServer
 
 PATH = "/v1/chat/completions"
 
@@ -96,7 +92,7 @@ async def test_chat_sends_bearer_key_and_request_fields(stub: StubServer) -> Non
     assert sent.headers["openai-project"] == "proj-1"
     assert sent.json == {
         "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of France?"}],
-        "temperature": 0.2, "max_tokens": 50, "top_p": 0.9, "frequency_penalty": 0.5,
+        "temperature": 0.2, "max_completion_tokens": 50, "top_p": 0.9, "frequency_penalty": 0.5,
         "presence_penalty": -0.5, "seed": 7, "user": "u1", "stop": ["END"],
         "response_format": {"type": "json_object"}, "logprobs": True,
     }
@@ -227,140 +223,6 @@ async def test_unknown_model_has_no_cost(stub: StubServer) -> None:
         resp = await provider.chat(ask().model_copy(update={"model": "my-local-llama"}))
     assert resp.usage.cost_usd is None
     assert resp.usage.total_tokens == 15
-
-
-# --- streaming --------------------------------------------------------------------------
-
-
-async def test_stream_yields_deltas_then_a_final_chunk_with_usage(stub: StubServer) -> None:
-    """Text arrives as deltas; the last chunk has finish reason and usage."""
-    stub.route("POST", PATH, sse_reply(text_stream("Par", "is", ".")))
-    async with make(stub) as provider:
-        chunks = await collect(provider, ask())
-    assert "".join(c.delta for c in chunks) == "Paris."
-    assert all(c.finish_reason is None for c in chunks[:-1])
-    assert chunks[-1].finish_reason == "stop"
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.total_tokens == 15
-    sent = stub.requests[0].json
-    assert sent["stream"] is True
-    assert sent["stream_options"] == {"include_usage": True}
-
-
-async def test_stream_usage_can_be_turned_off(stub: StubServer) -> None:
-    """Servers that reject stream_options are not sent it."""
-    stub.route("POST", PATH, sse_reply(text_stream("ok", usage=False)))
-    async with make(stub, stream_usage=False) as provider:
-        chunks = await collect(provider, ask())
-    assert "stream_options" not in stub.requests[0].json
-    assert chunks[-1].usage is None
-
-
-async def test_stream_assembles_tool_call_fragments(stub: StubServer) -> None:
-    """Tool-call fragments for two interleaved calls join into whole calls."""
-    def frag(index: int, **fn: str) -> dict[str, object]:
-        return {"tool_calls": [{"index": index, **({"id": f"call_{index}", "type": "function"}
-                                                    if "name" in fn else {}),
-                                "function": fn}]}
-    events = [
-        sse_event(chunk({"role": "assistant", "content": None})),
-        sse_event(chunk(frag(0, name="get_weather", arguments=""))),
-        sse_event(chunk(frag(1, name="get_time", arguments='{"tz"'))),
-        sse_event(chunk(frag(0, arguments='{"city":'))),
-        sse_event(chunk(frag(1, arguments=':"UTC"}'))),
-        sse_event(chunk(frag(0, arguments='"Paris"}'))),
-        sse_event(chunk({}, finish="tool_calls")),
-        sse_event("[DONE]"),
-    ]
-    stub.route("POST", PATH, sse_reply(events))
-    async with make(stub) as provider:
-        chunks = await collect(provider, ask())
-    final = chunks[-1]
-    assert final.finish_reason == "tool_calls"
-    assert final.tool_calls == [
-        ToolCall(id="call_0", name="get_weather", arguments='{"city":"Paris"}'),
-        ToolCall(id="call_1", name="get_time", arguments='{"tz":"UTC"}'),
-    ]
-    assert sum(len(c.tool_call_deltas) for c in chunks) == 5
-
-
-async def test_stream_ignores_sse_comments(stub: StubServer) -> None:
-    """Keep-alive comments (OpenRouter's ``: OPENROUTER PROCESSING``) are skipped."""
-    events = [": OPENROUTER PROCESSING\n\n", *text_stream("hi")]
-    stub.route("POST", PATH, sse_reply(events))
-    async with make(stub) as provider:
-        chunks = await collect(provider, ask())
-    assert "".join(c.delta for c in chunks) == "hi"
-
-
-async def test_stream_without_done_marker_is_an_error(stub: StubServer) -> None:
-    """A stream that ends before ``[DONE]`` raises instead of returning a short answer."""
-    stub.route("POST", PATH, sse_reply(text_stream("Par", "is", done=False, usage=False)))
-    async with make(stub) as provider:
-        with pytest.raises(StreamInterruptedError) as info:
-            await collect(provider, ask())
-    assert info.value.retryable
-    assert info.value.details["partial_content"] == "Paris"
-
-
-async def test_stream_dropped_connection_is_an_interruption(stub: StubServer) -> None:
-    """A connection cut mid-stream raises StreamInterruptedError after the partial text."""
-    reply = sse_reply(text_stream("a" * 40, "b" * 40))
-    assert reply.chunks is not None
-    reply.drop_after = len(reply.chunks) // 2
-    stub.route("POST", PATH, reply)
-    got: list[str] = []
-
-    async def consume(provider: OpenAIProvider) -> None:
-        async for c in provider.stream(ask()):
-            got.append(c.delta)
-
-    async with make(stub) as provider:
-        with pytest.raises(StreamInterruptedError):
-            await consume(provider)
-    assert "".join(got).startswith("a")
-
-
-async def test_stream_error_status_is_mapped_before_any_chunk(stub: StubServer) -> None:
-    """An error status on a stream request raises the mapped error."""
-    stub.route("POST", PATH, error_reply(429, "slow down", type_="requests",
-                                         headers={"retry-after": "3"}))
-    async with make(stub) as provider:
-        with pytest.raises(RateLimitError) as info:
-            await collect(provider, ask())
-    assert info.value.retry_after == 3.0
-
-
-async def test_stream_error_event_is_raised(stub: StubServer) -> None:
-    """An error object sent as a stream event raises the mapped error."""
-    events = [sse_event(chunk({"content": "x"})),
-              sse_event({"error": {"message": "upstream overloaded", "code": 502}})]
-    stub.route("POST", PATH, sse_reply(events))
-    async with make(stub) as provider:
-        with pytest.raises(ProviderUnavailableError, match="upstream overloaded") as info:
-            await collect(provider, ask())
-    assert info.value.status_code == 502
-
-
-async def test_stream_malformed_chunk_is_an_error(stub: StubServer) -> None:
-    """A chunk that is not JSON raises MalformedResponseError."""
-    stub.route("POST", PATH, sse_reply([sse_event("{not json"), sse_event("[DONE]")]))
-    async with make(stub) as provider:
-        with pytest.raises(MalformedResponseError):
-            await collect(provider, ask())
-
-
-async def test_closing_a_stream_early_releases_the_connection(stub: StubServer) -> None:
-    """Breaking out of a stream closes it so the pool connection is freed."""
-    stub.route("POST", PATH, sse_reply(text_stream(*("w " * 50).split())))
-    async with make(stub) as provider:
-        for _ in range(3):
-            stream = provider.stream(ask())
-            async for _chunk in stream:
-                break
-            await stream.aclose()  # type: ignore[attr-defined]
-        resp_chunks = await collect(provider, ask())
-    assert resp_chunks[-1].finish_reason == "stop"
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -599,3 +461,57 @@ async def test_adapter_client_runs_on_the_chosen_transport(
         await provider.chat(ask())
         kind = type(provider.client._transport).__name__
     assert kind == {"httpx": "AsyncHTTPTransport", "aiohttp": "AiohttpTransport"}[http_transport]
+
+
+async def test_refusal_is_a_content_filter_finish_with_its_text(stub: StubServer) -> None:
+    """A structured-output refusal is kept in ``refusal`` and finishes as content_filter."""
+    body = completion(None)
+    body["choices"][0]["message"]["refusal"] = "I can't help with that."
+    stub.route("POST", PATH, Reply(json=body))
+    async with make(stub) as provider:
+        resp = await provider.chat(ask())
+    assert resp.refusal == "I can't help with that."
+    assert (resp.finish_reason, resp.raw_finish_reason) == ("content_filter", "refusal")
+
+
+async def test_only_choice_zero_is_returned(stub: StubServer) -> None:
+    """With several choices the response is choice 0, whatever order they arrive in."""
+    body = completion("first")
+    body["choices"].insert(0, {"index": 1, "finish_reason": "length",
+                               "message": {"role": "assistant", "content": "second"}})
+    stub.route("POST", PATH, Reply(json=body))
+    async with make(stub) as provider:
+        resp = await provider.chat(ask())
+    assert (resp.content, resp.finish_reason) == ("first", "stop")
+
+
+async def test_tool_call_without_id_gets_one(stub: StubServer) -> None:
+    """A server that sends a null tool-call id does not sink the whole completion."""
+    call = {"id": None, "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    stub.route("POST", PATH, Reply(json=completion(None, finish="tool_calls",
+                                                   tool_calls=[call])))
+    async with make(stub) as provider:
+        resp = await provider.chat(ask())
+    assert resp.tool_calls[0].id == "call_0"
+    assert resp.tool_calls[0].name == "f"
+
+
+async def test_max_tokens_field_per_server(stub: StubServer) -> None:
+    """OpenAI gets max_completion_tokens; compatible servers get max_tokens."""
+    stub.route("POST", PATH, Reply(json=completion()))
+    async with make(stub) as openai:
+        await openai.chat(ask(max_tokens=9))
+    async with OpenAICompatibleProvider(base_url=f"{stub.url}/v1") as compatible:
+        await compatible.chat(ask(max_tokens=9))
+    assert stub.requests[0].json["max_completion_tokens"] == 9
+    assert "max_tokens" not in stub.requests[0].json
+    assert stub.requests[1].json["max_tokens"] == 9
+
+
+async def test_embedding_request_timeout_applies(stub: StubServer) -> None:
+    """An embedding request's own timeout bounds that call."""
+    stub.route("POST", "/v1/embeddings", Reply(json={"data": []}, delay=0.5))
+    async with make(stub, timeout=30) as provider:
+        with pytest.raises(ProviderTimeoutError):
+            await provider.embed(EmbeddingRequest(model="text-embedding-3-small", input="x",
+                                                  timeout=0.05))

@@ -245,3 +245,10 @@ def test_naive_now_is_utc() -> None:
     headers = {"anthropic-ratelimit-requests-remaining": "0",
                "anthropic-ratelimit-requests-reset": "2025-01-11T10:30:10Z"}
     assert parse_retry_after(headers, now=datetime(2025, 1, 11, 10, 30)) == 10.0
+
+
+def test_far_future_date_is_capped_at_a_day() -> None:
+    """A Retry-After date years ahead gives the documented maximum, not years."""
+    from chainweave.providers.base import MAX_RETRY_AFTER
+
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"}) == MAX_RETRY_AFTER
