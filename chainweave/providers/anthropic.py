@@ -241,11 +241,13 @@ class AnthropicProvider(HTTPProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """Answer ``request`` as chunks; the last carries finish reason, tool calls, usage.
 
+        Tool-call deltas are numbered by tool call (0, 1, ...), not by content block.
+
         Raises:
             StreamInterruptedError: when the stream ends before ``message_stop``;
-                ``details`` say how much had arrived.
+                ``details`` say how much had arrived (``partial_content``, ``chunks``).
             ProviderError: the subclass matching any other failure, including an
-                ``error`` event sent mid-stream.
+                ``error`` event sent mid-stream, whose ``details`` carry the same progress.
         """
         model = self._model_for(request.model)
         body = self._build_body(request, model, stream=True)
@@ -258,7 +260,10 @@ class AnthropicProvider(HTTPProvider):
                     chunk = self._on_event(event, state)
                     if chunk is not None:
                         state.acc.add(chunk)
+                        state.chunks += 1
                         yield chunk
+                    if state.stopped:
+                        break  # message_stop ends it; what the socket does next is moot
         except StreamInterruptedError as exc:
             exc.details.update(state.progress())
             raise
@@ -274,8 +279,10 @@ class AnthropicProvider(HTTPProvider):
                                          "object", provider=self.name, model=state.model)
         kind = data.get("type") or event.event
         if kind == "error":
-            raise self._error_from_response(200, httpx.Headers(), event.data.encode(),
-                                            state.model)
+            error = self._error_from_response(200, httpx.Headers(), event.data.encode(),
+                                              state.model)
+            error.details.update(state.progress())
+            raise error
         with self._readable(f"{kind} event", state.model):
             if kind == "message_stop":
                 state.stopped = True
@@ -387,6 +394,8 @@ def _convert_messages(messages: Sequence[Message]) -> tuple[list[str], list[dict
             continue
         role = "user" if message.role == "tool" else message.role
         blocks = _blocks(message)
+        if not blocks:
+            continue  # e.g. an empty reply: a turn without blocks is refused
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -400,20 +409,20 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
         return [{"type": "tool_result", "tool_use_id": message.tool_call_id,
                  "content": content if isinstance(content, str) else _content_blocks(content)}]
     blocks = _content_blocks(message.content)
-    if message.tool_calls:
-        blocks = [b for b in blocks if b.get("text") != ""]
-        blocks.extend(_tool_use_block(call) for call in message.tool_calls)
+    blocks.extend(_tool_use_block(call) for call in message.tool_calls or ())
     return blocks
 
 
 def _content_blocks(content: str | Sequence[TextPart | ImagePart] | None,
                     ) -> list[dict[str, Any]]:
-    if content is None:
+    """Text and image blocks; empty text is left out, as Anthropic refuses it."""
+    if not content:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     return [_image_block(part) if isinstance(part, ImagePart)
-            else {"type": "text", "text": part.text} for part in content]
+            else {"type": "text", "text": part.text}
+            for part in content if isinstance(part, ImagePart) or part.text]
 
 
 def _image_block(part: ImagePart) -> dict[str, Any]:
@@ -437,6 +446,9 @@ def _tool_use_block(call: ToolCall) -> dict[str, Any]:
 
 
 def _add_sampling(body: dict[str, Any], request: ChatRequest) -> None:
+    if request.temperature is not None and request.temperature > 1:
+        raise InvalidRequestError(f"Anthropic accepts a temperature from 0 to 1, got "
+                                  f"{request.temperature}", field="temperature")
     for field in ("temperature", "top_p", "top_k"):
         value = getattr(request, field)
         if value is not None:
@@ -502,6 +514,8 @@ class _StreamState:
         self.forced = forced
         self.acc = StreamAccumulator()
         self.blocks: dict[int, str] = {}  # block index -> "text" | "tool" | "json"
+        self.tools: dict[int, int] = {}  # block index -> tool-call number (0, 1, ...)
+        self.chunks = 0  # chunks yielded to the caller
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.stopped = False
@@ -509,9 +523,13 @@ class _StreamState:
         self.response_model: str | None = None
 
     def progress(self) -> dict[str, Any]:
-        """How much arrived, for a StreamInterruptedError's ``details``."""
-        return {"text_chars": len(self.acc.text), "tool_calls": len(self.acc.tool_calls()),
-                "stop_reason": self.stop_reason}
+        """How much arrived, for the ``details`` of an error that ends the stream.
+
+        ``partial_content`` and ``chunks`` are the keys every adapter sends.
+        """
+        text = self.acc.text
+        return {"partial_content": text, "chunks": self.chunks, "text_chars": len(text),
+                "tool_calls": len(self.acc.tool_calls()), "stop_reason": self.stop_reason}
 
     def feed(self, kind: str, data: dict[str, Any]) -> StreamChunk | None:
         """Fold one event in; return the chunk to yield, if the event carries one."""
@@ -535,8 +553,9 @@ class _StreamState:
             self.blocks[index] = "json"
         elif kind == "tool_use":
             self.blocks[index] = "tool"
+            number = self.tools.setdefault(index, len(self.tools))
             return self._chunk(tool_call_deltas=[ToolCallDelta(
-                index=index, id=block.get("id"), name=block.get("name"))])
+                index=number, id=block.get("id"), name=block.get("name"))])
         elif kind == "text":
             self.blocks[index] = "text"
             if block.get("text"):
@@ -552,7 +571,7 @@ class _StreamState:
                 return self._chunk(delta=delta["partial_json"])
             if block == "tool":
                 return self._chunk(tool_call_deltas=[ToolCallDelta(
-                    index=index, arguments=delta["partial_json"])])
+                    index=self.tools[index], arguments=delta["partial_json"])])
         return None  # thinking and signature deltas are not part of the answer
 
     def _chunk(self, **fields: Any) -> StreamChunk:

@@ -110,6 +110,27 @@ async def test_sampling_parameters_and_stop_sequences(provider: AnthropicProvide
     assert "stream" not in body
 
 
+@pytest.mark.parametrize("temperature", [1.01, 1.5, 2.0])
+async def test_temperature_above_one_is_invalid_request_before_sending(
+        provider: AnthropicProvider, stub: StubServer, temperature: float) -> None:
+    """Anthropic takes temperature 0..1: above 1 is refused locally, nothing is sent."""
+    stub.route("POST", MESSAGES, Reply(json=message()))
+    with pytest.raises(errors.InvalidRequestError) as info:
+        await provider.chat(ask(temperature=temperature))
+    assert (info.value.field, info.value.provider, info.value.model) == (
+        "temperature", "anthropic", MODEL)
+    assert not info.value.retryable
+    assert stub.requests == []
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+async def test_temperature_at_anthropic_bounds_is_sent(
+        provider: AnthropicProvider, stub: StubServer, temperature: float) -> None:
+    """0 and 1, the ends of Anthropic's range, are sent as they are."""
+    assert (await sent_body(provider, stub, ask(temperature=temperature)))["temperature"] == (
+        temperature)
+
+
 async def test_penalties_and_seed_are_dropped_and_logged(
         provider: AnthropicProvider, stub: StubServer, caplog: pytest.LogCaptureFixture) -> None:
     """Unsupported penalties and seed are left out and logged at debug, not refused."""
@@ -184,6 +205,41 @@ async def test_consecutive_same_role_messages_merge(provider: AnthropicProvider,
     body = await sent_body(provider, stub, request)
     assert body["messages"] == [{"role": "user", "content": [
         {"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]
+
+
+async def test_empty_reply_appended_to_history_is_not_sent(provider: AnthropicProvider,
+                                                            stub: StubServer) -> None:
+    """An empty reply's message is dropped: Anthropic rejects empty text blocks."""
+    stub.route("POST", MESSAGES, Reply(json=message({"type": "text", "text": ""})))
+    first = await provider.chat(ask("one"))
+    history = [Message.user("one"), first.message, Message.user("two")]
+    await provider.chat(ChatRequest(messages=history))
+    assert stub.requests[-1].json["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]
+
+
+@pytest.mark.parametrize(("middle", "sent"), [
+    (Message.assistant(""), None),
+    (Message(role="assistant", content=[{"type": "text", "text": ""}]), None),
+    (Message(role="assistant", content=[{"type": "text", "text": ""},
+                                        {"type": "text", "text": "Sure."}]),
+     [{"type": "text", "text": "Sure."}]),
+    (Message.assistant("", [ToolCall(id="t1", name="get_weather", arguments="{}")]),
+     [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}]),
+], ids=["empty-string", "empty-part", "empty-part-and-text", "empty-text-with-tool-call"])
+async def test_empty_text_blocks_are_dropped(provider: AnthropicProvider, stub: StubServer,
+                                             middle: Message,
+                                             sent: list[dict[str, Any]] | None) -> None:
+    """Empty text becomes no block; a message left without blocks is not sent."""
+    history = [Message.user("hi"), middle, Message.user("again")]
+    body = await sent_body(provider, stub, ChatRequest(messages=history))
+    turns = [(m["role"], m["content"]) for m in body["messages"]]
+    if sent is None:
+        assert turns == [("user", [{"type": "text", "text": "hi"},
+                                   {"type": "text", "text": "again"}])]
+    else:
+        assert turns[1] == ("assistant", sent)
+        assert len(turns) == 3
 
 
 @pytest.mark.parametrize(("url", "source"), [

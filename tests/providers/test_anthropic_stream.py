@@ -41,6 +41,23 @@ async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[Str
     return [chunk async for chunk in provider.stream(request)]
 
 
+async def until_error(provider: AnthropicProvider, request: ChatRequest,
+                      ) -> tuple[list[StreamChunk], errors.ProviderError]:
+    """The chunks a stream yields before it fails, and the error it fails with."""
+    received: list[StreamChunk] = []
+    try:
+        async for chunk in provider.stream(request):
+            received.append(chunk)
+    except errors.ProviderError as exc:
+        return received, exc
+    pytest.fail("the stream ended without an error")
+
+
+def progress_of(received: list[StreamChunk]) -> dict[str, object]:
+    """The progress keys every adapter's interruption details share."""
+    return {"partial_content": "".join(c.delta for c in received), "chunks": len(received)}
+
+
 # --- streaming -------------------------------------------------------------------------
 
 
@@ -78,11 +95,29 @@ async def test_stream_tool_call_fragments_are_assembled(provider: AnthropicProvi
     stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events, seed=3)))
     chunks = await collect(provider, ask(tools=[WEATHER]))
     deltas = [d for c in chunks for d in c.tool_call_deltas]
-    assert {d.index for d in deltas} == {1, 2}
+    assert {d.index for d in deltas} == {0, 1}
     assert chunks[-1].finish_reason == "tool_calls"
     assert chunks[-1].tool_calls == [
         ToolCall(id="toolu_1", name="get_weather", arguments='{"city": "Oslo"}'),
         ToolCall(id="toolu_2", name="get_weather", arguments='{"city": "Rome"}')]
+
+
+async def test_stream_tool_call_indices_count_tool_calls_from_zero(
+        provider: AnthropicProvider, stub: StubServer) -> None:
+    """Tool-call deltas are numbered 0, 1, ... by tool call, not by content block."""
+    thinking = block(0, {"type": "thinking", "thinking": ""},
+                     [{"type": "thinking_delta", "thinking": "hmm"}])
+    events = [start(), *thinking, *text_block(1, "Checking both."),
+              *tool_block(2, "toolu_a", "get_weather", '{"city": ', '"Oslo"}'),
+              *tool_block(3, "toolu_b", "get_weather", '{"city": "Rome"}'),
+              *finish("tool_use")]
+    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
+    chunks = await collect(provider, ask(tools=[WEATHER]))
+    deltas = [d for c in chunks for d in c.tool_call_deltas]
+    assert [(d.index, d.id) for d in deltas if d.id] == [(0, "toolu_a"), (1, "toolu_b")]
+    assert [(d.index, d.arguments) for d in deltas if d.arguments] == [
+        (0, '{"city": '), (0, '"Oslo"}'), (1, '{"city": "Rome"}')]
+    assert [c.id for c in chunks[-1].tool_calls] == ["toolu_a", "toolu_b"]
 
 
 async def test_stream_ignores_ping_and_thinking_events(provider: AnthropicProvider,
@@ -121,6 +156,22 @@ async def test_stream_error_event_raises_mapped_error(provider: AnthropicProvide
     assert "Overloaded" in str(info.value)
 
 
+@pytest.mark.parametrize("before", [[], ["Part", "ial"]], ids=["no-output", "partial-output"])
+async def test_stream_error_event_carries_progress_details(
+        provider: AnthropicProvider, stub: StubServer, before: list[str]) -> None:
+    """An error event's error says how much had been yielded, like an interruption."""
+    events = [start(), *(text_block(0, *before) if before else []),
+              sse_event(error_body("overloaded_error", "Overloaded"), "error")]
+    stub.route("POST", MESSAGES, Reply(chunks=sse_chunks(events)))
+    received, error = await until_error(provider, ask())
+    assert isinstance(error, errors.ProviderUnavailableError)
+    assert len(received) == len(before)
+    assert {k: error.details.get(k) for k in ("partial_content", "chunks")} == (
+        progress_of(received))
+    assert error.details["partial_content"] == "".join(before)
+    assert error.details["error_type"] == "overloaded_error"
+
+
 async def test_stream_unreadable_event_is_malformed(provider: AnthropicProvider,
                                                     stub: StubServer) -> None:
     """An event whose data is not JSON raises MalformedResponseError."""
@@ -153,6 +204,40 @@ async def test_stream_dropped_connection_is_interrupted(provider: AnthropicProvi
     assert info.value.provider == "anthropic"
 
 
+def _cut_after_text(events: list[str]) -> Reply:
+    """A reply that sends ``events`` whole, then drops the connection."""
+    return Reply(chunks=["".join(events).encode(), b"event: content_block_delta\n"],
+                 drop_after=1)
+
+
+@pytest.mark.parametrize("reply", [
+    _cut_after_text([start(), *text_block(0, "A long ", "answer")]),
+    Reply(chunks=sse_chunks([start(), *text_block(0, "A long ", "answer"), finish()[0]])),
+], ids=["dropped-connection", "no-message-stop"])
+async def test_stream_interruption_details_match_other_adapters(
+        provider: AnthropicProvider, stub: StubServer, reply: Reply) -> None:
+    """details always hold partial_content (the text so far) and chunks (how many)."""
+    stub.route("POST", MESSAGES, reply)
+    received, error = await until_error(provider, ask())
+    assert isinstance(error, errors.StreamInterruptedError)
+    assert len(received) == 2
+    assert {k: error.details.get(k) for k in ("partial_content", "chunks")} == (
+        progress_of(received))
+    assert error.details["partial_content"] == "A long answer"
+    assert error.details["text_chars"] == len("A long answer")
+
+
+@pytest.mark.parametrize("temperature", [1.01, 2.0])
+async def test_stream_temperature_above_one_is_refused_before_sending(
+        provider: AnthropicProvider, stub: StubServer, temperature: float) -> None:
+    """A stream with temperature above Anthropic's 1.0 fails locally, sending nothing."""
+    with pytest.raises(errors.InvalidRequestError) as info:
+        await collect(provider, ask(temperature=temperature))
+    assert (info.value.field, info.value.provider, info.value.model) == (
+        "temperature", "anthropic", MODEL)
+    assert stub.requests == []
+
+
 async def test_stream_error_status_is_mapped(provider: AnthropicProvider,
                                              stub: StubServer) -> None:
     """An error status before the stream starts maps like a plain call's."""
@@ -161,3 +246,12 @@ async def test_stream_error_status_is_mapped(provider: AnthropicProvider,
     with pytest.raises(errors.RateLimitError) as info:
         await collect(provider, ask())
     assert (info.value.status_code, info.value.retry_after) == (429, 3.0)
+
+
+async def test_drop_after_message_stop_is_a_complete_answer(
+        provider: AnthropicProvider, stub: StubServer) -> None:
+    """A connection lost after message_stop does not turn a whole answer into an error."""
+    stub.route("POST", MESSAGES, _cut_after_text([start(), *text_block(0, "Done."), *finish()]))
+    chunks = await collect(provider, ask())
+    assert "".join(c.delta for c in chunks) == "Done."
+    assert chunks[-1].finish_reason == "stop"
