@@ -25,23 +25,8 @@ from chainweave.types import (
     Usage,
     normalize_finish_reason,
 )
+from tests.requests import HI, WEATHER, request
 from tests.strategies import chat_request_dicts, chat_requests, message_dicts
-
-HI = [{"role": "user", "content": "hi"}]
-WEATHER = {
-    "name": "get_weather",
-    "description": "Get weather information",
-    "parameters": {
-        "type": "object",
-        "properties": {"location": {"type": "string"}},
-        "required": ["location"],
-    },
-}
-
-
-def request(**fields: Any) -> ChatRequest:
-    """A one-message request with ``fields`` added."""
-    return ChatRequest.model_validate({"messages": HI, **fields})
 
 
 def validation_error(**fields: Any) -> InputValidationError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -17,23 +16,7 @@ from chainweave.types import (
     ToolCall,
     ToolChoice,
 )
-
-HI = [{"role": "user", "content": "hi"}]
-WEATHER = {
-    "name": "get_weather",
-    "description": "Get weather information",
-    "parameters": {
-        "type": "object",
-        "properties": {"location": {"type": "string"}},
-        "required": ["location"],
-    },
-}
-
-
-def request(**fields: Any) -> ChatRequest:
-    """A one-message request with ``fields`` added."""
-    return ChatRequest.model_validate({"messages": HI, **fields})
-
+from tests.requests import WEATHER, request
 
 # --- type and role aliases -------------------------------------------------------------
 

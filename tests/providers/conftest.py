@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+
+from chainweave.providers.anthropic import AnthropicProvider
+from tests.providers.anthropic_wire import make_provider
+from tests.stubserver import StubServer
 
 TRANSPORTS = ["httpx", "aiohttp"]
 
@@ -20,3 +26,11 @@ def http_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     transport = str(getattr(request, "param", "httpx"))
     monkeypatch.setenv("CHAINWEAVE_HTTP_TRANSPORT", transport)
     return transport
+
+
+@pytest.fixture
+async def provider(stub: StubServer) -> AsyncIterator[AnthropicProvider]:
+    """An Anthropic adapter pointed at the stub server, closed afterwards."""
+    adapter = make_provider(stub)
+    yield adapter
+    await adapter.aclose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -23,18 +22,9 @@ from tests.providers.anthropic_wire import (
     WEATHER,
     ask,
     error_body,
-    make_provider,
     message,
 )
 from tests.stubserver import Reply, StubServer
-
-
-@pytest.fixture
-async def provider(stub: StubServer) -> AsyncIterator[AnthropicProvider]:
-    """An adapter pointed at the stub server."""
-    adapter = make_provider(stub)
-    yield adapter
-    await adapter.aclose()
 
 
 async def sent_body(provider: AnthropicProvider, stub: StubServer,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,20 +19,11 @@ from tests.providers.anthropic_wire import (
     error_body,
     ev,
     finish,
-    make_provider,
     start,
     text_block,
     tool_block,
 )
 from tests.stubserver import Reply, StubServer, sse_chunks, sse_event
-
-
-@pytest.fixture
-async def provider(stub: StubServer) -> AsyncIterator[AnthropicProvider]:
-    """An adapter pointed at the stub server."""
-    adapter = make_provider(stub)
-    yield adapter
-    await adapter.aclose()
 
 
 async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[StreamChunk]:
