@@ -20,12 +20,14 @@ from chainweave.errors import ConfigurationError
 from chainweave.providers.anthropic import AnthropicProvider
 from chainweave.providers.azure import AzureOpenAIProvider
 from chainweave.providers.fallback import FallbackProvider, FallbackTarget
+from chainweave.providers.manager import ProviderManager
 from chainweave.providers.mock import MockProvider
 from chainweave.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from chainweave.providers.openrouter import OpenRouterProvider
 from chainweave.types import Provider
 
-__all__ = ["DEFAULT_MODELS", "from_env", "from_settings", "vendor_for_model"]
+__all__ = ["DEFAULT_MODELS", "from_env", "from_settings", "manager_from_settings",
+           "vendor_for_model"]
 
 #: The model used when neither ``PRIMARY_MODEL`` nor the vendor's ``model`` is set.
 DEFAULT_MODELS: Mapping[str, str] = {
@@ -57,6 +59,34 @@ def from_settings(settings: Settings, *, client: httpx.AsyncClient | None = None
     if name == "fallback":
         return _fallback(settings, client)
     return _BUILDERS[name](settings, client, settings.primary_model)
+
+
+def manager_from_settings(settings: Settings, *,
+                          client: httpx.AsyncClient | None = None) -> ProviderManager:
+    """A ProviderManager the settings describe.
+
+    ``PRIMARY_MODEL`` and ``SECONDARY_MODEL`` each become a deployment on the vendor
+    their names imply (see :func:`vendor_for_model`), the secondary as the primary's
+    fallback; with neither set, the one provider :func:`from_settings` builds serves
+    every model. ``LLM_CONCURRENT_NUMBER`` caps calls in flight and
+    ``LLM_DEFAULT_TIMEOUT`` bounds each call.
+    """
+    models = [m for m in (settings.primary_model, settings.secondary_model) if m]
+    manager = ProviderManager(
+        default_model=models[0] if models else None,
+        max_concurrency=settings.concurrent_number,
+        timeout=settings.orchestrator.default_timeout,
+        fallbacks={models[0]: models[1:]} if len(models) > 1 else None,
+    )
+    if not models:
+        provider = from_settings(settings, client=client)
+        manager.register(settings.resolved_provider(), provider)
+        manager.default_model = getattr(provider, "default_model", None)
+        return manager
+    for model in dict.fromkeys(models):
+        vendor = vendor_for_model(model, settings)
+        manager.register(f"{vendor}:{model}", _BUILDERS[vendor](settings, client, model), [model])
+    return manager
 
 
 def vendor_for_model(model: str, settings: Settings) -> ProviderName:

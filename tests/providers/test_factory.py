@@ -156,3 +156,50 @@ def test_yaml_missing_variable_names_it_and_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="NOT_SET_ANYWHERE") as info:
         from_env({}, config=path)
     assert "chainweave.yaml" in str(info.value)
+
+
+def test_manager_from_settings_routes_primary_then_secondary() -> None:
+    """PRIMARY_MODEL and SECONDARY_MODEL become deployments, the secondary the fallback."""
+    from chainweave.config import Settings
+    from chainweave.providers.factory import manager_from_settings
+
+    settings = Settings.from_env({
+        "PRIMARY_MODEL": "gpt-4o", "SECONDARY_MODEL": "claude-3-5-haiku-latest",
+        "OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        "LLM_CONCURRENT_NUMBER": "7", "LLM_DEFAULT_TIMEOUT": "12s"})
+    pm = manager_from_settings(settings)
+    assert sorted(pm.deployments) == ["anthropic:claude-3-5-haiku-latest", "openai:gpt-4o"]
+    assert isinstance(pm.deployments["openai:gpt-4o"].provider, OpenAIProvider)
+    assert pm.default_model == "gpt-4o"
+    assert pm.timeout == 12.0
+    assert pm._slots is not None
+    assert pm._slots._value == 7
+
+
+async def test_manager_from_settings_falls_back_to_secondary_vendor(stub: StubServer) -> None:
+    """When the primary's vendor fails, the secondary model answers through its vendor."""
+    from chainweave.config import Settings
+    from chainweave.providers.factory import manager_from_settings
+
+    stub.route("POST", "/openai/v1/chat/completions", Reply(500, json={
+        "error": {"message": "down", "type": "server_error"}}))
+    stub.route("POST", "/router/v1/chat/completions", Reply(json=completion("secondary")))
+    settings = Settings.from_env({
+        "PRIMARY_MODEL": "gpt-4o", "SECONDARY_MODEL": "meta/llama-3.1-70b",
+        "OPENAI_API_KEY": KEY, "OPENAI_API_BASE": f"{stub.url}/openai/v1",
+        "OPENROUTER_API_KEY": KEY, "OPENROUTER_BASE_URL": f"{stub.url}/router/v1"})
+    pm = manager_from_settings(settings)
+    resp = await pm.chat(ChatRequest(messages=[Message.user("hi")]))
+    await pm.aclose()
+    assert resp.content == "secondary"
+    assert resp.metadata["model_group"] == "meta/llama-3.1-70b"
+
+
+async def test_manager_from_empty_settings_is_the_offline_mock() -> None:
+    """With nothing configured the manager routes to the offline mock."""
+    from chainweave.config import Settings
+    from chainweave.providers.factory import manager_from_settings
+
+    pm = manager_from_settings(Settings.from_env({}))
+    resp = await pm.chat(ChatRequest(messages=[Message.user("hello")]))
+    assert resp.provider == "mock"

@@ -1,0 +1,658 @@
+"""Tests for chainweave.providers.breaker: every rule with a fake clock, then a model check."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from chainweave.errors import InputValidationError
+from chainweave.providers.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+Changes = list[tuple[BreakerState, BreakerState]]
+
+
+def make(clock: FakeClock, changes: Changes | None = None, **fields: Any) -> CircuitBreaker:
+    """A breaker on ``clock`` with the rate rule off unless ``fields`` turn it on."""
+    fields.setdefault("failure_rate", None)
+    on_change = None if changes is None else lambda old, new: changes.append((old, new))
+    return CircuitBreaker(BreakerPolicy(**fields), clock=clock, on_change=on_change)
+
+
+def fail(breaker: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        breaker.record_failure()
+
+
+def succeed(breaker: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        breaker.record_success()
+
+
+def tripped(clock: FakeClock, changes: Changes | None = None, **fields: Any) -> CircuitBreaker:
+    """A breaker opened at ``clock.now`` by consecutive failures (cooldown 10 s by default)."""
+    fields.setdefault("failure_threshold", 2)
+    fields.setdefault("cooldown", 10.0)
+    breaker = make(clock, changes, **fields)
+    fail(breaker, fields["failure_threshold"])
+    return breaker
+
+
+def half_open(clock: FakeClock, changes: Changes | None = None, **fields: Any) -> CircuitBreaker:
+    """A tripped breaker whose cooldown has just passed."""
+    breaker = tripped(clock, changes, **fields)
+    clock.advance(breaker.snapshot()["retry_after"])
+    return breaker
+
+
+# --- closed -----------------------------------------------------------------------------
+
+
+def test_new_breaker_is_closed_and_allows_calls() -> None:
+    """A new breaker is closed, admits calls and has never tripped."""
+    breaker = make(FakeClock())
+    assert (breaker.state, breaker.allow(), breaker.trips) == ("closed", True, 0)
+
+
+def test_opens_after_threshold_consecutive_failures() -> None:
+    """failure_threshold consecutive failures open the breaker."""
+    breaker = make(FakeClock(), failure_threshold=3)
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+    breaker.record_failure()
+    assert breaker.state == "open"
+
+
+def test_success_resets_consecutive_failures() -> None:
+    """A success between failures restarts the consecutive count."""
+    breaker = make(FakeClock(), failure_threshold=3)
+    fail(breaker, 2)
+    breaker.record_success()
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+
+
+def test_opens_when_window_failure_rate_reaches_limit() -> None:
+    """Failures / calls over the window reaching failure_rate open the breaker."""
+    breaker = make(FakeClock(), failure_threshold=100, failure_rate=0.5, window=4, min_calls=4)
+    for _ in range(2):
+        breaker.record_failure()
+        breaker.record_success()
+    assert breaker.state == "open"
+
+
+def test_rate_rule_waits_for_min_calls() -> None:
+    """The rate rule does not apply before the window holds min_calls calls."""
+    breaker = make(FakeClock(), failure_threshold=100, failure_rate=0.5, window=10, min_calls=4)
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    assert breaker.state == "closed"
+
+
+def test_a_success_can_complete_min_calls_and_trip() -> None:
+    """The rate is checked on every record, so the call reaching min_calls can trip it."""
+    breaker = make(FakeClock(), failure_threshold=100, failure_rate=0.5, window=4, min_calls=4)
+    breaker.record_failure()
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_success()
+    assert breaker.state == "open"
+
+
+def test_window_forgets_calls_older_than_its_size() -> None:
+    """Only the last `window` calls count towards the failure rate."""
+    breaker = make(FakeClock(), failure_threshold=100, failure_rate=0.5, window=4, min_calls=4)
+    breaker.record_failure()
+    succeed(breaker, 3)  # 1 of 4 failed
+    breaker.record_failure()  # the first failure slides out: still 1 of 4
+    assert breaker.snapshot()["window_failures"] == 1
+    assert breaker.state == "closed"
+
+
+def test_failure_rate_none_disables_rate_rule() -> None:
+    """With failure_rate=None only consecutive failures open the breaker."""
+    breaker = make(FakeClock(), failure_threshold=3, failure_rate=None, window=4, min_calls=1)
+    for _ in range(10):
+        fail(breaker, 2)
+        breaker.record_success()
+    assert breaker.state == "closed"
+
+
+def test_slow_success_counts_as_failure() -> None:
+    """A success slower than slow_call_seconds counts as a failure."""
+    breaker = make(FakeClock(), failure_threshold=1, slow_call_seconds=2.0)
+    breaker.record_success(duration=2.5)
+    assert breaker.state == "open"
+
+
+def test_success_at_slow_limit_is_not_slow() -> None:
+    """A success taking exactly slow_call_seconds is still a success."""
+    breaker = make(FakeClock(), failure_threshold=1, slow_call_seconds=2.0)
+    breaker.record_success(duration=2.0)
+    assert breaker.state == "closed"
+
+
+def test_success_without_duration_is_never_slow() -> None:
+    """record_success() with no duration is a success even with a slow-call limit."""
+    breaker = make(FakeClock(), failure_threshold=1, slow_call_seconds=0.001)
+    breaker.record_success()
+    assert breaker.state == "closed"
+
+
+def test_duration_is_ignored_without_slow_call_limit() -> None:
+    """With slow_call_seconds=None no duration makes a success a failure."""
+    breaker = make(FakeClock(), failure_threshold=1)
+    breaker.record_success(duration=1e9)
+    assert breaker.state == "closed"
+
+
+def test_record_ignored_changes_nothing_while_closed() -> None:
+    """record_ignored leaves a closed breaker's counts alone."""
+    breaker = make(FakeClock(), failure_threshold=3)
+    fail(breaker, 2)
+    before = breaker.snapshot()
+    breaker.record_ignored()
+    assert breaker.snapshot() == before
+
+
+# --- open -------------------------------------------------------------------------------
+
+
+def test_open_breaker_rejects_calls() -> None:
+    """An open breaker admits no call before its cooldown has passed."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=10.0)
+    clock.advance(9.999)
+    assert breaker.allow() is False
+
+
+def test_retry_after_counts_down_the_cooldown() -> None:
+    """retry_after is the time left until the breaker turns half-open."""
+    clock = FakeClock(100.0)
+    breaker = tripped(clock, cooldown=10.0)
+    clock.advance(4.0)
+    assert breaker.retry_after() == pytest.approx(6.0)
+
+
+def test_retry_after_is_none_unless_open() -> None:
+    """retry_after is None while closed and while half-open."""
+    clock = FakeClock()
+    closed = make(clock)
+    opened = half_open(clock)
+    assert (closed.retry_after(), opened.retry_after()) == (None, None)
+
+
+def test_outcomes_while_open_are_ignored() -> None:
+    """Outcomes of calls admitted before the breaker opened change nothing."""
+    clock = FakeClock()
+    breaker = tripped(clock)
+    before = breaker.snapshot()
+    fail(breaker, 5)
+    succeed(breaker, 5)
+    assert breaker.snapshot() == before
+
+
+def test_cooldown_passing_turns_breaker_half_open() -> None:
+    """Once the cooldown has passed the breaker reports half_open."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=10.0)
+    clock.advance(10.0)
+    assert breaker.state == "half_open"
+
+
+# --- half-open --------------------------------------------------------------------------
+
+
+def test_half_open_admits_at_most_k_probes() -> None:
+    """Half-open admits half_open_probes calls at once and rejects the next."""
+    breaker = half_open(FakeClock(), half_open_probes=3)
+    assert [breaker.allow() for _ in range(4)] == [True, True, True, False]
+
+
+def test_probe_success_closes_breaker() -> None:
+    """A probe's success closes the breaker."""
+    breaker = half_open(FakeClock())
+    breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed"
+
+
+def test_closing_clears_window_and_consecutive_failures() -> None:
+    """Closing after a probe starts with an empty window and no consecutive failures."""
+    breaker = half_open(FakeClock(), failure_threshold=3, failure_rate=0.5, min_calls=3)
+    breaker.allow()
+    breaker.record_success()
+    snap = breaker.snapshot()
+    assert (snap["window_calls"], snap["consecutive_failures"]) == (0, 0)
+
+
+def test_probe_failure_reopens_breaker() -> None:
+    """A probe's failure opens the breaker again."""
+    breaker = half_open(FakeClock())
+    breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open"
+
+
+def test_slow_probe_reopens_breaker() -> None:
+    """A probe that succeeds too slowly counts as a failed probe."""
+    breaker = half_open(FakeClock(), slow_call_seconds=1.0)
+    breaker.allow()
+    breaker.record_success(duration=5.0)
+    assert breaker.state == "open"
+
+
+def test_record_ignored_frees_a_probe_slot() -> None:
+    """record_ignored while half-open lets one more probe in, and nothing else changes."""
+    breaker = half_open(FakeClock(), half_open_probes=1)
+    breaker.allow()
+    breaker.record_ignored()
+    assert (breaker.state, breaker.allow()) == ("half_open", True)
+
+
+def test_record_ignored_without_probe_in_flight_is_a_no_op() -> None:
+    """record_ignored with no probe in flight does not create a spare slot."""
+    breaker = half_open(FakeClock(), half_open_probes=1)
+    breaker.record_ignored()
+    assert [breaker.allow(), breaker.allow()] == [True, False]
+
+
+def test_outcome_without_probe_in_flight_is_ignored_when_half_open() -> None:
+    """A half-open breaker ignores an outcome no probe was admitted for (a stale call)."""
+    breaker = half_open(FakeClock())
+    breaker.record_failure()
+    assert (breaker.state, breaker.trips) == ("half_open", 1)
+
+
+def test_outcome_after_unnoticed_cooldown_is_ignored() -> None:
+    """An outcome arriving after the cooldown passed, before any read, is not a probe's."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=10.0)
+    clock.advance(60.0)
+    breaker.record_failure()
+    assert (breaker.state, breaker.trips) == ("half_open", 1)
+
+
+def test_late_probe_outcome_after_close_counts_as_closed_call() -> None:
+    """Once one probe closed the breaker, another probe's outcome counts as a normal call."""
+    breaker = half_open(FakeClock(), half_open_probes=2, failure_threshold=2)
+    breaker.allow()
+    breaker.allow()
+    breaker.record_success()
+    breaker.record_failure()
+    snap = breaker.snapshot()
+    assert (snap["state"], snap["consecutive_failures"], snap["window_calls"]) == ("closed", 1, 1)
+
+
+# --- cooldown growth --------------------------------------------------------------------
+
+
+def reopen(breaker: CircuitBreaker, clock: FakeClock) -> float:
+    """Wait out the cooldown, fail one probe, and return the new cooldown."""
+    clock.advance(breaker.snapshot()["retry_after"])
+    assert breaker.allow()
+    breaker.record_failure()
+    return float(breaker.snapshot()["retry_after"])
+
+
+def test_cooldown_grows_with_consecutive_trips() -> None:
+    """Each trip without a close in between multiplies the cooldown."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=1.0, cooldown_multiplier=3.0, max_cooldown=1000.0)
+    assert [reopen(breaker, clock) for _ in range(3)] == [3.0, 9.0, 27.0]
+
+
+def test_cooldown_is_capped_at_max_cooldown() -> None:
+    """The grown cooldown never exceeds max_cooldown."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=1.0, cooldown_multiplier=2.0, max_cooldown=5.0)
+    assert [reopen(breaker, clock) for _ in range(4)] == [2.0, 4.0, 5.0, 5.0]
+
+
+def test_cooldown_growth_survives_long_outages() -> None:
+    """Thousands of failed probes with a huge multiplier stay at the cap, never overflow."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=1.0, cooldown_multiplier=1e6, max_cooldown=300.0)
+    for _ in range(2_000):
+        cooldown = reopen(breaker, clock)
+    assert cooldown == 300.0
+
+
+def test_close_resets_cooldown_growth() -> None:
+    """After a close, the next trip uses the base cooldown again."""
+    clock = FakeClock()
+    breaker = tripped(clock, cooldown=1.0, cooldown_multiplier=2.0, failure_threshold=1)
+    reopen(breaker, clock)
+    clock.advance(breaker.snapshot()["retry_after"])
+    breaker.allow()
+    breaker.record_success()
+    breaker.record_failure()
+    assert breaker.retry_after() == 1.0
+
+
+# --- trips, on_change, snapshot ---------------------------------------------------------
+
+
+def test_trips_counts_every_opening() -> None:
+    """trips counts openings from closed and from half-open alike."""
+    clock = FakeClock()
+    breaker = tripped(clock)
+    reopen(breaker, clock)
+    reopen(breaker, clock)
+    assert breaker.trips == 3
+
+
+def test_on_change_reports_each_transition_once_in_order() -> None:
+    """on_change sees closed→open→half_open→open→half_open→closed, each once."""
+    clock, changes = FakeClock(), Changes()
+    breaker = tripped(clock, changes)
+    reopen(breaker, clock)
+    clock.advance(breaker.snapshot()["retry_after"])
+    for _ in range(3):
+        assert breaker.state == "half_open"
+    breaker.allow()
+    breaker.record_success()
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "open"),
+                       ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_on_change_sees_the_new_state_in_effect() -> None:
+    """When on_change runs, the breaker already reports the new state."""
+    seen: list[BreakerState] = []
+    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1), clock=FakeClock(),
+                             on_change=lambda old, new: seen.append(breaker.state))
+    breaker.record_failure()
+    assert seen == ["open"]
+
+
+def test_snapshot_reports_counters() -> None:
+    """snapshot gives the state, the counts and the window's failure rate."""
+    clock = FakeClock()
+    breaker = make(clock, failure_threshold=5, failure_rate=0.9, window=4, min_calls=4)
+    breaker.record_success()
+    fail(breaker, 3)
+    assert breaker.snapshot() == {
+        "state": "closed", "consecutive_failures": 3, "window_calls": 4, "window_failures": 3,
+        "failure_rate": 0.75, "trips": 0, "probes_in_flight": 0, "retry_after": None,
+    }
+
+
+def test_snapshot_of_empty_window_has_zero_failure_rate() -> None:
+    """With no calls recorded the failure rate is 0.0, not a division error."""
+    assert make(FakeClock()).snapshot()["failure_rate"] == 0.0
+
+
+def test_default_clock_is_monotonic_time() -> None:
+    """Without a clock the breaker uses time.monotonic and opens for the real cooldown."""
+    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, cooldown=60.0))
+    breaker.record_failure()
+    assert 59.0 < (breaker.retry_after() or 0.0) <= 60.0
+
+
+# --- policy validation ------------------------------------------------------------------
+
+
+def test_default_policy_is_valid() -> None:
+    """The documented defaults construct without error."""
+    assert BreakerPolicy() == BreakerPolicy(5, 0.5, 20, 10, None, 5.0, 2.0, 300.0, 1)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("failure_threshold", 0),
+    ("failure_threshold", 2.0),
+    ("failure_threshold", True),
+    ("window", -1),
+    ("min_calls", 0),
+    ("min_calls", 21),
+    ("half_open_probes", 0),
+    ("failure_rate", 0.0),
+    ("failure_rate", 1.5),
+    ("failure_rate", float("nan")),
+    ("slow_call_seconds", 0.0),
+    ("slow_call_seconds", float("inf")),
+    ("cooldown", 0.0),
+    ("cooldown", -5.0),
+    ("cooldown_multiplier", 0.5),
+    ("max_cooldown", 4.0),
+    ("max_cooldown", float("inf")),
+])
+def test_policy_rejects_invalid_field(field: str, value: object) -> None:
+    """An out-of-range field raises InputValidationError naming that field."""
+    with pytest.raises(InputValidationError, match=f"BreakerPolicy.{field}") as info:
+        BreakerPolicy(**{field: value})
+    assert info.value.field == field
+
+
+def test_policy_validation_lists_every_problem() -> None:
+    """All invalid fields are reported at once, in field order."""
+    with pytest.raises(InputValidationError) as info:
+        BreakerPolicy(failure_threshold=0, window=3, min_calls=4, failure_rate=2.0,
+                      cooldown_multiplier=0.0)
+    assert [e["field"] for e in info.value.errors] == [
+        "failure_threshold", "min_calls", "failure_rate", "cooldown_multiplier"]
+
+
+def test_policy_accepts_boundary_values() -> None:
+    """rate 1.0, multiplier 1.0, min_calls == window and max == cooldown are valid."""
+    policy = BreakerPolicy(failure_rate=1.0, cooldown_multiplier=1.0, window=3, min_calls=3,
+                           cooldown=7.0, max_cooldown=7.0, failure_threshold=1)
+    assert policy.min_calls == policy.window
+
+
+def test_policy_is_frozen() -> None:
+    """A policy cannot be changed after construction."""
+    policy = BreakerPolicy()
+    with pytest.raises(AttributeError):
+        policy.window = 3  # type: ignore[misc]
+
+
+# --- model check ------------------------------------------------------------------------
+
+
+class ReferenceBreaker:
+    """The spec, written as plainly as possible: a list of outcomes and open timestamps."""
+
+    def __init__(self, policy: BreakerPolicy, clock: FakeClock) -> None:
+        self.policy, self.clock = policy, clock
+        self.outcomes: list[bool] = []  # True: failed; every call recorded since the last close
+        self.openings: list[float] = []  # when each trip happened
+        self.trips_since_close = 0
+        self.opened_at: float | None = None  # None: closed
+        self.probes = 0
+
+    def cooldown(self) -> float:
+        p = self.policy
+        return min(p.cooldown * p.cooldown_multiplier ** (self.trips_since_close - 1),
+                   p.max_cooldown)
+
+    def state(self) -> BreakerState:
+        if self.opened_at is None:
+            return "closed"
+        return "open" if self.clock.now < self.opened_at + self.cooldown() else "half_open"
+
+    def retry_after(self) -> float | None:
+        if self.opened_at is None or self.state() != "open":
+            return None
+        return self.opened_at + self.cooldown() - self.clock.now
+
+    def allow(self) -> bool:
+        state = self.state()
+        if state == "half_open" and self.probes < self.policy.half_open_probes:
+            self.probes += 1
+            return True
+        return state == "closed"
+
+    def record(self, failed: bool) -> None:
+        state = self.state()
+        if state == "closed":
+            self.outcomes.append(failed)
+            if self.should_trip():
+                self.trip()
+        elif state == "half_open" and self.probes > 0:
+            if failed:
+                self.trip()
+            else:
+                self.outcomes, self.trips_since_close, self.opened_at = [], 0, None
+                self.probes = 0
+
+    def should_trip(self) -> bool:
+        p = self.policy
+        recent = self.outcomes[-p.window:]
+        streak = len(self.outcomes) - (
+            max(i for i, f in enumerate(self.outcomes) if not f) + 1
+            if False in self.outcomes else 0)
+        by_rate = (p.failure_rate is not None and len(recent) >= p.min_calls
+                   and recent.count(True) / len(recent) >= p.failure_rate)
+        return streak >= p.failure_threshold or by_rate
+
+    def trip(self) -> None:
+        self.openings.append(self.clock.now)
+        self.trips_since_close += 1
+        self.opened_at = self.clock.now
+        self.probes = 0
+
+    def ignored(self) -> None:
+        if self.state() == "half_open" and self.probes > 0:
+            self.probes -= 1
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> BreakerPolicy:
+    """Small policies whose cooldown arithmetic is exact in binary floating point."""
+    window = draw(st.integers(1, 6))
+    cooldown = draw(st.sampled_from([1.0, 2.0, 5.0]))
+    return BreakerPolicy(
+        failure_threshold=draw(st.integers(1, 4)),
+        failure_rate=draw(st.none() | st.sampled_from([0.25, 0.5, 1.0])),
+        window=window,
+        min_calls=draw(st.integers(1, window)),
+        slow_call_seconds=draw(st.none() | st.just(1.0)),
+        cooldown=cooldown,
+        cooldown_multiplier=draw(st.sampled_from([1.0, 1.5, 2.0])),
+        max_cooldown=cooldown * draw(st.sampled_from([1.0, 4.0, 20.0])),
+        half_open_probes=draw(st.integers(1, 3)),
+    )
+
+
+class BreakerMatchesModel(RuleBasedStateMachine):
+    """Drive the real breaker and the reference model with the same calls and clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.changes: Changes = []
+        self.admissions: list[tuple[BreakerState, bool]] = []  # (model state, admitted)
+
+    @initialize(policy=policies())
+    def build(self, policy: BreakerPolicy) -> None:
+        self.model = ReferenceBreaker(policy, self.clock)
+        self.breaker = CircuitBreaker(policy, clock=self.clock,
+                                      on_change=lambda old, new: self.changes.append((old, new)))
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.0, 3.0, 7.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def allow(self) -> None:
+        state = self.model.state()
+        expected = self.model.allow()
+        admitted = self.breaker.allow()
+        self.admissions.append((state, admitted))
+        assert admitted == expected
+
+    @rule(duration=st.none() | st.sampled_from([0.5, 1.0, 1.5]))
+    def record_success(self, duration: float | None) -> None:
+        slow = self.model.policy.slow_call_seconds
+        self.model.record(slow is not None and duration is not None and duration > slow)
+        self.breaker.record_success(duration)
+
+    @rule()
+    def record_failure(self) -> None:
+        self.model.record(True)
+        self.breaker.record_failure()
+
+    @rule()
+    def record_ignored(self) -> None:
+        self.model.ignored()
+        self.breaker.record_ignored()
+
+    @invariant()
+    def trips_agree(self) -> None:
+        assert self.breaker.trips == len(self.model.openings)
+
+    @invariant()
+    def state_agrees(self) -> None:
+        assert self.breaker.state == self.model.state()
+
+    @invariant()
+    def counters_agree(self) -> None:
+        snap = self.breaker.snapshot()
+        expected = (self.model.probes, self.model.retry_after())
+        assert (snap["probes_in_flight"], snap["retry_after"]) == expected
+
+    @invariant()
+    def no_call_admitted_while_open(self) -> None:
+        assert not any(admitted for state, admitted in self.admissions if state == "open")
+
+    @invariant()
+    def on_change_is_a_chain_of_real_changes(self) -> None:
+        states = ["closed"] + [new for _, new in self.changes]
+        assert [old for old, _ in self.changes] == states[:-1]
+        assert all(old != new for old, new in self.changes)
+        assert states[-1] == self.breaker.state
+
+
+BreakerMatchesModel.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None)
+test_breaker_matches_reference_model = BreakerMatchesModel.TestCase
+
+
+def test_no_call_is_admitted_while_open_across_10000_calls() -> None:
+    """10,000 simulated calls with random outcomes: none is admitted while open."""
+    rng = random.Random(20240611)
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        BreakerPolicy(failure_threshold=3, window=10, min_calls=5, slow_call_seconds=2.0,
+                      cooldown=1.0, max_cooldown=8.0, half_open_probes=2),
+        clock=clock)
+    in_flight = admitted_while_open = rejected = 0
+    for _ in range(10_000):
+        clock.advance(rng.choice([0.0, 0.05, 0.2, 1.0]))
+        state = breaker.state
+        if breaker.allow():
+            in_flight += 1
+            admitted_while_open += state == "open"
+        else:
+            rejected += 1
+        while in_flight and rng.random() < 0.6:  # calls end late and out of order
+            in_flight -= 1
+            roll = rng.random()
+            if roll < 0.4:
+                breaker.record_failure()
+            elif roll < 0.45:
+                breaker.record_ignored()
+            else:
+                breaker.record_success(duration=rng.uniform(0.0, 3.0))
+    assert breaker.trips > 10  # the breaker really did open, often
+    assert rejected > 1000
+    assert admitted_while_open == 0
