@@ -347,14 +347,15 @@ class ProviderManager:
     def _pick(self, run: _Run, group: str, deployments: list[Deployment],
               ) -> tuple[Deployment, Reservation] | float | str | None:
         """A deployment with its reservation; else the wait until an untried one may be
-        free, ``_ALL_TRIED`` when every available one was tried, or None when none is."""
-        untried = [d for d in deployments if d.name not in run.tried
-                   and d.name not in run.set_aside and d.healthy and not d.misconfigured
-                   and d.breaker.state != "open"]
-        if not untried:
-            tried = any(d.name in run.tried and d.healthy and not d.misconfigured
-                        and d.breaker.state != "open" for d in deployments)
-            return _ALL_TRIED if tried else None
+        free, ``_ALL_TRIED`` when every available one was tried, or None when none is.
+
+        The breaker is asked only of the one the strategy picks (``allow()`` refuses an
+        open one); reading every breaker's state on each call would cost more than the
+        rest of the routing.
+        """
+        excluded = (run.tried | run.set_aside) if run.tried or run.set_aside else ()
+        untried = [d for d in deployments
+                   if d.healthy and not d.misconfigured and d.name not in excluded]
         now = self._clock()
         fresh = [d for d in untried if d.cooldown_until <= now]
         while fresh:
@@ -365,8 +366,13 @@ class ProviderManager:
                     return deployment, reservation
                 reservation.settle(0)
             fresh.remove(deployment)
-        return min(max(d.cooldown_until - now, d.limiter.wait_time(run.estimate))
-                   for d in untried)
+        waiting = [d for d in untried if d.breaker.state != "open"]
+        if waiting:
+            return min(max(d.cooldown_until - now, d.limiter.wait_time(run.estimate))
+                       for d in waiting)
+        tried = any(d.name in run.tried and d.healthy and not d.misconfigured
+                    and d.breaker.state != "open" for d in deployments)
+        return _ALL_TRIED if tried else None
 
     def _nothing_available(self, run: _Run, group: str,
                            deployments: list[Deployment]) -> ProviderError:
