@@ -434,3 +434,30 @@ async def test_chat_probe_for_servers_without_a_models_endpoint() -> None:
     report = await pm.health_check()
     assert report["a"].healthy
     assert mock.requests[0].max_tokens == 1
+
+
+async def test_tpm_holds_under_200_concurrent_requests() -> None:
+    """Through the manager, 200 concurrent calls never take more tokens than the bucket
+    allows: in any stretch of admissions, tokens <= tpm + tpm/60 * its length (a full
+    one-minute burst plus what refills)."""
+    from chainweave.tokens import estimate_tokens
+
+    time = FakeTime()
+    tpm = 6_000
+    request = ChatRequest(model="gpt-4o", max_tokens=90, messages=[Message.user("hi")])
+    tokens = estimate_tokens(request.messages, "gpt-4o") + 90
+    admitted: list[float] = []
+
+    def answer(_: ChatRequest) -> MockReply:
+        admitted.append(time.now)
+        return MockReply("x", usage=Usage(prompt_tokens=tokens - 90, completion_tokens=90))
+
+    pm = manager(time, max_wait=1e9, retry=RetryPolicy(deadline=None))
+    pm.register("only", FunctionProvider(answer), ["gpt-4o"], tpm=tpm)
+    await asyncio.gather(*(pm.chat(request) for _ in range(200)))
+    assert len(admitted) == 200
+    assert admitted[-1] - admitted[0] > 60  # the limit really bound
+    for i, start in enumerate(admitted):
+        for j in range(i, len(admitted)):
+            burst = (j - i + 1) * tokens
+            assert burst <= tpm + tpm / 60 * (admitted[j] - start) + 1e-6
