@@ -34,6 +34,7 @@ pytest: install
 ## bench: performance figures as JSON (not part of the test run)
 bench: install
 	$(BIN)/python benchmarks/bench_openai_adapter.py
+	$(BIN)/python benchmarks/bench_manager_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -176,6 +176,15 @@ class CircuitBreaker:
         return self._state
 
     @property
+    def open_until(self) -> float:
+        """When an open breaker may let probes through (clock time); 0.0 if it is not open.
+
+        It reads no clock, so a router can filter many deployments cheaply: a breaker
+        with ``open_until <= now`` is closed, half-open, or due to turn half-open.
+        """
+        return self._open_until if self._state == "open" else 0.0
+
+    @property
     def trips(self) -> int:
         """How many times the breaker has opened in total."""
         return self._trips

@@ -349,15 +349,16 @@ class ProviderManager:
         """A deployment with its reservation; else the wait until an untried one may be
         free, ``_ALL_TRIED`` when every available one was tried, or None when none is.
 
-        The breaker is asked only of the one the strategy picks (``allow()`` refuses an
-        open one); reading every breaker's state on each call would cost more than the
-        rest of the routing.
+        Open breakers are left out by ``open_until``, which reads no clock, so the
+        strategy rotates over the deployments that can take calls; the picked one's
+        ``allow()`` has the final word (half-open probe slots).
         """
         excluded = (run.tried | run.set_aside) if run.tried or run.set_aside else ()
         untried = [d for d in deployments
                    if d.healthy and not d.misconfigured and d.name not in excluded]
         now = self._clock()
-        fresh = [d for d in untried if d.cooldown_until <= now]
+        fresh = [d for d in untried
+                 if d.cooldown_until <= now and d.breaker.open_until <= now]
         while fresh:
             deployment = self.strategy.choose(fresh, group)
             reservation = deployment.limiter.try_acquire(run.estimate)

@@ -459,3 +459,16 @@ def test_policy_is_frozen() -> None:
     policy = BreakerPolicy()
     with pytest.raises(AttributeError):
         policy.window = 3  # type: ignore[misc]
+
+
+def test_open_until_is_set_only_while_open() -> None:
+    """open_until gives the cooldown's end while open and 0.0 otherwise."""
+    clock = FakeClock()
+    breaker = make(clock, failure_threshold=1, cooldown=10.0)
+    assert breaker.open_until == 0.0
+    breaker.record_failure()
+    assert breaker.open_until == clock.now + 10.0
+    clock.now += 10.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.open_until == 0.0

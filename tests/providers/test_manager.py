@@ -69,6 +69,24 @@ async def test_round_robin_is_exactly_fair() -> None:
     assert [m.call_count for m in mocks] == [3_333, 3_333, 3_333]
 
 
+async def test_rotation_stays_fair_around_an_open_breaker() -> None:
+    """With one deployment's breaker open, the other two share calls evenly."""
+    time = FakeTime()
+    pm = manager(time, breaker=BreakerPolicy(failure_threshold=1, cooldown=1e6,
+                                             max_cooldown=1e6))
+    mocks = [MockProvider(["ok"]) for _ in range(2)]
+    pm.register("a", mocks[0], ["gpt-4o"])
+    pm.register("down", MockProvider([MockFailure(status=503)]), ["gpt-4o"])
+    pm.register("c", mocks[1], ["gpt-4o"])
+    for _ in range(3):
+        await pm.chat(ask())
+    assert pm.status()["down"]["breaker"] == "open"
+    before = [m.call_count for m in mocks]
+    for _ in range(1_000):
+        await pm.chat(ask())
+    assert [m.call_count - b for m, b in zip(mocks, before, strict=True)] == [500, 500]
+
+
 async def test_response_names_deployment_group_and_attempts() -> None:
     """The response says which deployment and model group served it."""
     pm = manager(FakeTime())
