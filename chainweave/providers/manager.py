@@ -521,7 +521,8 @@ class ProviderManager:
                 await self.health_check()
             except Exception:  # a check must never kill the loop
                 logger.exception("%s: health check failed", self.name)
-            await self._sleep(self.health_interval)
+            # Real time, not the injectable sleep: a test's instant sleep would spin here.
+            await asyncio.sleep(self.health_interval)
 
     async def stop(self) -> None:
         """Stop periodic health checks and wait for the loop to end."""
