@@ -3,9 +3,11 @@
 Where a value comes from, lowest precedence first:
 
 1. the defaults written on the models below;
-2. a YAML file (``orchestrator: / providers: / cache: / security:``, plus top-level
-   ``provider``, ``primary_model``, ``secondary_model``, ``api_key``, ``api_base``,
-   ``concurrent_number``), after ``${VAR}`` / ``${VAR:-default}`` interpolation;
+2. a YAML file (``orchestrator: / providers: / cache: / security: / routing:``, plus
+   top-level ``provider``, ``primary_model``, ``secondary_model``, ``api_key``,
+   ``api_base``, ``concurrent_number``), after ``${VAR}`` / ``${VAR:-default}``
+   interpolation; ``routing:`` (:mod:`chainweave.config_routing`) declares a whole
+   ProviderManager and has no environment variables;
 3. environment variables, which win over the file (twelve-factor: the deployment
    overrides what is checked in). :func:`load_settings` applies this order.
 
@@ -28,7 +30,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final, Literal, Self, get_args
+from types import NoneType
+from typing import Annotated, Any, Final, Literal, Self, TypeGuard, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -52,18 +55,33 @@ from chainweave._internal.yamlio import (
     load_yaml,
     load_yaml_file,
 )
+from chainweave.config_routing import (
+    CONFLICT,
+    BreakerSettings,
+    DeploymentSettings,
+    PriceSettings,
+    RetrySettings,
+    RoutingSettings,
+    deployment_label,
+    iso_date,
+)
 from chainweave.errors import ConfigurationError
 
 __all__ = [
     "PROVIDER_NAMES",
     "AnthropicSettings",
     "AzureSettings",
+    "BreakerSettings",
     "CacheSettings",
+    "DeploymentSettings",
     "OpenAISettings",
     "OpenRouterSettings",
     "OrchestratorSettings",
+    "PriceSettings",
     "ProviderName",
     "ProvidersSettings",
+    "RetrySettings",
+    "RoutingSettings",
     "SecuritySettings",
     "Settings",
     "interpolate",
@@ -202,7 +220,7 @@ class AzureSettings(_Section):
 
     api_key: Secret = None
     api_base: MaybeUrl = None
-    api_version: str = "2024-10-21"
+    api_version: Annotated[str, BeforeValidator(iso_date)] = "2024-10-21"
     deployment: MaybeText = None
     model: MaybeText = None
 
@@ -275,6 +293,7 @@ class Settings(_Section):
         orchestrator: Orchestrator limits, timeout and instrumentation.
         cache: The response cache.
         security: Security checks and audit logging.
+        routing: The ProviderManager: deployments, aliases, fallbacks and policies.
     """
 
     provider: Annotated[ProviderName | None, BeforeValidator(_provider_name)] = None
@@ -288,6 +307,7 @@ class Settings(_Section):
         default_factory=OrchestratorSettings)
     cache: Annotated[CacheSettings, _Empty] = Field(default_factory=CacheSettings)
     security: Annotated[SecuritySettings, _Empty] = Field(default_factory=SecuritySettings)
+    routing: Annotated[RoutingSettings, _Empty] = Field(default_factory=RoutingSettings)
 
     @property
     def openai(self) -> OpenAISettings:
@@ -497,7 +517,7 @@ class _Origins:
 def _settings_error(exc: ValidationError, model: type[BaseModel],
                     origins: _Origins) -> ConfigurationError:
     errors = exc.errors(include_url=False)
-    problems = [_problem(err, model, origins) for err in errors]
+    problems = [p for err in errors for p in _problems(err, model, origins)]
     if len(problems) == 1:
         message = problems[0]
     else:
@@ -511,27 +531,41 @@ def _settings_error(exc: ValidationError, model: type[BaseModel],
     )
 
 
+def _problems(err: ErrorDetails, model: type[BaseModel], origins: _Origins) -> list[str]:
+    """One problem per error, except a cross-field check's, which lists several."""
+    if err["type"] != CONFLICT:
+        return [_problem(err, model, origins)]
+    problems = []
+    for sub, message in err.get("ctx", {}).get("problems", ()):
+        loc: YamlPath = (*tuple(err["loc"]), *sub)
+        problems.append(_at(loc, f"{format_path(loc)}: {message}", origins))
+    return problems
+
+
 def _problem(err: ErrorDetails, model: type[BaseModel], origins: _Origins) -> str:
     loc: YamlPath = tuple(err["loc"])
-    dotted = format_path(loc)
     if err["type"] == "extra_forbidden":
         return _unknown_key(loc, model, origins)
     if err["type"] == "invalid_key":
-        place = origins.place(loc, key=True)
-        return f"{place + ': ' if place else ''}key {loc[-1]!r}: keys must be strings"
+        return _at(loc, f"key {loc[-1]!r}: keys must be strings", origins, key=True)
     message = _clean(err["msg"])
     shown = f"={_show(err.get('input'))}" if _showable(loc, model, err) else ""
     variable = origins.env_vars.get(loc)
     if variable is not None:
         return f"environment variable {variable}{shown}: {message}"
-    place = origins.place(loc)
-    return f"{place + ': ' if place else ''}{dotted}{shown}: {message}"
+    return _at(loc, f"{format_path(loc)}{shown}: {message}", origins)
+
+
+def _at(loc: YamlPath, message: str, origins: _Origins, *, key: bool = False) -> str:
+    """``file:line:col: deployment 'name': message``, with the parts that are known."""
+    data = origins.document.data if origins.document is not None else None
+    parts = (origins.place(loc, key=key), deployment_label(loc, data), message)
+    return ": ".join(part for part in parts if part)
 
 
 def _unknown_key(loc: YamlPath, model: type[BaseModel], origins: _Origins) -> str:
-    place = origins.place(loc, key=True)
     where = f" in {format_path(loc[:-1])}" if len(loc) > 1 else ""
-    message = f"{place + ': ' if place else ''}unknown key {loc[-1]!r}{where}"
+    message = _at(loc, f"unknown key {loc[-1]!r}{where}", origins, key=True)
     allowed = _fields_at(model, loc[:-1])
     if allowed:
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -541,14 +575,27 @@ def _unknown_key(loc: YamlPath, model: type[BaseModel], origins: _Origins) -> st
 
 
 def _section_at(model: type[BaseModel], path: YamlPath) -> type[BaseModel] | None:
-    current: type[BaseModel] = model
+    current: Any = model
     for part in path:
-        info = current.model_fields.get(str(part))
-        annotation = info.annotation if info is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if isinstance(part, int) and get_origin(current) is tuple:
+            current = _unoptional(get_args(current)[0])  # an item of a list of sections
+        elif _is_section(current) and str(part) in current.model_fields:
+            current = _unoptional(current.model_fields[str(part)].annotation)
+        else:
             return None
-        current = annotation
-    return current
+    return current if _is_section(current) else None
+
+
+def _is_section(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unoptional(annotation: Any) -> Any:
+    """``X`` for ``X | None`` or ``Annotated[X, ...]``; anything else as it is."""
+    args = get_args(annotation)
+    if NoneType in args and len(args) == 2:
+        annotation = next(arg for arg in args if arg is not NoneType)
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def _fields_at(model: type[BaseModel], path: YamlPath) -> list[str]:

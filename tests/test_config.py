@@ -593,3 +593,9 @@ def test_unknown_key_value_is_not_shown() -> None:
     with pytest.raises(ConfigurationError, match="unknown key 'api_kye'") as info:
         Settings.from_yaml(f"providers:\n  openai:\n    api_kye: {secret}\n")
     assert secret not in str(info.value)
+
+
+def test_unquoted_azure_api_version_date_is_text() -> None:
+    """An unquoted ``2024-06-01`` in the azure section is read as the version text."""
+    settings = Settings.from_yaml("providers:\n  azure:\n    api_version: 2024-06-01\n")
+    assert settings.providers.azure.api_version == "2024-06-01"
