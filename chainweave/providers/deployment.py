@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from chainweave.errors import AuthenticationError, ProviderError
 from chainweave.pricing import ModelPrice, cost_usd
 from chainweave.providers.breaker import CircuitBreaker
 from chainweave.providers.limits import DeploymentLimiter
-from chainweave.types import ChatModel, Usage
+from chainweave.types import ChatModel, ChatRequest, HealthStatus, Usage
 
 __all__ = ["Deployment"]
 
@@ -94,6 +95,33 @@ class Deployment:
         """Tokens and cost served so far."""
         return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                      cost_usd=self.cost_usd)
+
+    async def check(self, probe: str, clock: Callable[[], float]) -> HealthStatus:
+        """Check this deployment and record the result; never raises a provider error.
+
+        ``probe`` ``"auto"`` uses the provider's own ``health()`` where it has one;
+        otherwise (or with ``"chat"``) a one-token chat. Passing clears a misconfigured
+        mark; failing with an authentication error sets it.
+        """
+        health = getattr(self.provider, "health", None) if probe == "auto" else None
+        started = clock()
+        try:
+            if health is not None:
+                status: HealthStatus = await health()
+            else:
+                await self.provider.chat(ChatRequest.from_prompt(
+                    "ping", model=self.default_model(), max_tokens=1))
+                status = HealthStatus(provider=self.name, healthy=True,
+                                      latency_ms=(clock() - started) * 1000)
+        except ProviderError as exc:
+            status = HealthStatus(provider=self.name, healthy=False, error=exc.message,
+                                  error_type=exc.error_type)
+        self.healthy = status.healthy
+        if status.healthy:
+            self.misconfigured = False
+        elif status.error_type == AuthenticationError.error_type:
+            self.misconfigured = True
+        return status
 
     def status(self, now: float) -> dict[str, Any]:
         """What ``ProviderManager.status()`` shows for this deployment."""

@@ -482,32 +482,10 @@ class ProviderManager:
         that passes is healthy again (and no longer counted as misconfigured).
         """
         names = list(self._deployments)
-        results = await asyncio.gather(*(self._check(self._deployments[n]) for n in names))
+        results = await asyncio.gather(*(
+            self._deployments[n].check(self._probes.get(n, self.health_probe), self._clock)
+            for n in names))
         return dict(zip(names, results, strict=True))
-
-    async def _check(self, deployment: Deployment) -> HealthStatus:
-        probe = getattr(deployment.provider, "health", None)
-        if self._probes.get(deployment.name, self.health_probe) == "chat":
-            probe = None
-        started = self._clock()
-        try:
-            if probe is not None:
-                status: HealthStatus = await probe()
-            else:
-                model = deployment.default_model()
-                await deployment.provider.chat(ChatRequest.from_prompt(
-                    "ping", model=model, max_tokens=1))
-                status = HealthStatus(provider=deployment.name, healthy=True,
-                                      latency_ms=(self._clock() - started) * 1000)
-        except ProviderError as exc:
-            status = HealthStatus(provider=deployment.name, healthy=False, error=exc.message,
-                                  error_type=exc.error_type)
-        deployment.healthy = status.healthy
-        if status.healthy:
-            deployment.misconfigured = False
-        elif status.error_type == AuthenticationError.error_type:
-            deployment.misconfigured = True
-        return status
 
     async def start(self) -> None:
         """Start periodic health checks every ``health_interval`` seconds."""
