@@ -260,7 +260,6 @@ class AnthropicProvider(HTTPProvider):
                     chunk = self._on_event(event, state)
                     if chunk is not None:
                         state.acc.add(chunk)
-                        state.chunks += 1
                         yield chunk
                     if state.stopped:
                         break  # message_stop ends it; what the socket does next is moot
@@ -515,7 +514,6 @@ class _StreamState:
         self.acc = StreamAccumulator()
         self.blocks: dict[int, str] = {}  # block index -> "text" | "tool" | "json"
         self.tools: dict[int, int] = {}  # block index -> tool-call number (0, 1, ...)
-        self.chunks = 0  # chunks yielded to the caller
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.stopped = False
@@ -527,8 +525,7 @@ class _StreamState:
 
         ``partial_content`` and ``chunks`` are the keys every adapter sends.
         """
-        text = self.acc.text
-        return {"partial_content": text, "chunks": self.chunks, "text_chars": len(text),
+        return {**self.acc.progress(), "text_chars": len(self.acc.text),
                 "tool_calls": len(self.acc.tool_calls()), "stop_reason": self.stop_reason}
 
     def feed(self, kind: str, data: dict[str, Any]) -> StreamChunk | None:

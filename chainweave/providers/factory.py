@@ -244,6 +244,13 @@ class _Target:
         """The entry's key, else the first fallback that is set."""
         return _secret(self.entry.api_key if self.entry is not None else None, *fallbacks)
 
+    def required_key(self, provider: str, variable: str, *fallbacks: SecretStr | None) -> str:
+        """The key, as :meth:`key` finds it, or the error naming where to set it."""
+        key = self.key(*fallbacks)
+        if key is None:
+            raise self.missing(provider, variable)
+        return key
+
     def base(self, *fallbacks: str | None) -> str | None:
         """The entry's base URL, else the first fallback that is set."""
         own = self.entry.api_base if self.entry is not None else None
@@ -284,9 +291,8 @@ def _call_timeout(settings: Settings) -> float:
 
 def _openai(target: _Target) -> Provider:
     settings, section = target.settings, target.settings.providers.openai
-    key = target.key(section.api_key, settings.api_key)
-    if key is None:
-        raise target.missing("openai", "OPENAI_API_KEY (or LLM_API_KEY)")
+    key = target.required_key("openai", "OPENAI_API_KEY (or LLM_API_KEY)", section.api_key,
+                              settings.api_key)
     return OpenAIProvider(api_key=key, base_url=target.base(settings.api_base, section.api_base),
                           organization=section.organization, client=target.client,
                           default_model=target.model or section.model or DEFAULT_MODELS["openai"],
@@ -306,9 +312,7 @@ def _compatible(target: _Target) -> Provider:
 
 def _anthropic(target: _Target) -> Provider:
     section = target.settings.providers.anthropic
-    key = target.key(section.api_key)
-    if key is None:
-        raise target.missing("anthropic", "ANTHROPIC_API_KEY")
+    key = target.required_key("anthropic", "ANTHROPIC_API_KEY", section.api_key)
     return AnthropicProvider(
         api_key=key, base_url=target.base(section.api_base), client=target.client,
         default_model=target.model or section.model or DEFAULT_MODELS["anthropic"],
@@ -318,9 +322,7 @@ def _anthropic(target: _Target) -> Provider:
 
 def _azure(target: _Target) -> Provider:
     section = target.settings.providers.azure
-    key = target.key(section.api_key)
-    if key is None:
-        raise target.missing("azure", "AZURE_API_KEY")
+    key = target.required_key("azure", "AZURE_API_KEY", section.api_key)
     base = target.base(section.api_base)
     if not base:
         raise target.missing("azure", "AZURE_API_BASE", "api_base")
@@ -336,9 +338,7 @@ def _azure(target: _Target) -> Provider:
 
 def _openrouter(target: _Target) -> Provider:
     section = target.settings.providers.openrouter
-    key = target.key(section.api_key)
-    if key is None:
-        raise target.missing("openrouter", "OPENROUTER_API_KEY")
+    key = target.required_key("openrouter", "OPENROUTER_API_KEY", section.api_key)
     return OpenRouterProvider(
         api_key=key, base_url=target.base(section.base_url), client=target.client,
         referer=section.referer, x_title=section.x_title,

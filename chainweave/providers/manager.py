@@ -258,7 +258,7 @@ class ProviderManager:
             upstream = self._upstream(deployment, group)
             started = self._clock()
             try:
-                response = await self._call(deployment, run.request_for(upstream), run)
+                response = await self._call(deployment, run.request_for(upstream))
             except ProviderError as exc:
                 self._failed(run, deployment, reservation, exc)
                 continue
@@ -269,8 +269,7 @@ class ProviderManager:
             return self._succeeded(run, deployment, reservation, response, group, started)
         raise _Exhausted(run.last_or(group))
 
-    async def _call(self, deployment: Deployment, request: ChatRequest,
-                    run: _Run) -> ChatResponse:
+    async def _call(self, deployment: Deployment, request: ChatRequest) -> ChatResponse:
         timeout = request.timeout or deployment.timeout or self.timeout
         deployment.requests += 1
         if timeout is None:
@@ -285,18 +284,26 @@ class ProviderManager:
 
     def _succeeded(self, run: _Run, deployment: Deployment, reservation: Reservation,
                    response: ChatResponse, group: str, started: float) -> ChatResponse:
-        deployment.breaker.record_success(self._clock() - started)
-        reservation.settle(response.usage.total_tokens or run.estimate)
-        deployment.successes += 1
-        deployment.last_error = None
-        deployment.record_latency(response.latency_ms or (self._clock() - started) * 1000)
-        usage = deployment.account(response.usage)
+        usage = self._book_success(run, deployment, reservation, response.usage, started,
+                                   response.latency_ms)
         return response.model_copy(update={
             "usage": usage,
             "attempts": run.attempts,
             "metadata": {**response.metadata, "deployment": deployment.name,
                          "model_group": group, "requested_model": run.model},
         })
+
+    def _book_success(self, run: _Run, deployment: Deployment, reservation: Reservation,
+                      usage: Usage | None, started: float,
+                      latency_ms: float | None) -> Usage | None:
+        """Book one success, chat or stream: breaker, tokens, latency, usage and cost."""
+        elapsed = self._clock() - started
+        deployment.breaker.record_success(elapsed)
+        reservation.settle((usage.total_tokens if usage is not None else 0) or run.estimate)
+        deployment.successes += 1
+        deployment.last_error = None
+        deployment.record_latency(latency_ms or elapsed * 1000)
+        return deployment.account(usage) if usage is not None else None
 
     def _failed(self, run: _Run, deployment: Deployment, reservation: Reservation,
                 exc: ProviderError) -> None:
@@ -423,7 +430,7 @@ class ProviderManager:
                     deployment, reservation = await self._acquire(run, group, deployments,
                                                                   attempt)
                     upstream = self._upstream(deployment, group)
-                    stream = self._stream_one(run, deployment, reservation, upstream, group)
+                    stream = self._stream_one(run, deployment, reservation, upstream)
                     async with aclosing(stream):
                         started = False
                         async for chunk in stream:
@@ -437,7 +444,7 @@ class ProviderManager:
         raise run.failure()
 
     async def _stream_one(self, run: _Run, deployment: Deployment, reservation: Reservation,
-                          upstream: str, group: str) -> AsyncGenerator[StreamChunk, None]:
+                          upstream: str) -> AsyncGenerator[StreamChunk, None]:
         """One deployment's stream; yields nothing if it failed before its first chunk."""
         started_at = self._clock()
         deployment.requests += 1
@@ -447,8 +454,9 @@ class ProviderManager:
             async with aclosing(inner):  # type: ignore[type-var]
                 async for chunk in inner:
                     if chunk.finish_reason is not None:
-                        chunk = self._finish_stream(run, deployment, reservation, chunk,
-                                                    group, started_at)
+                        usage = self._book_success(run, deployment, reservation, chunk.usage,
+                                                   started_at, None)
+                        chunk = chunk.model_copy(update={"usage": usage})
                     sent = True
                     yield chunk
         except ProviderError as exc:
@@ -463,15 +471,6 @@ class ProviderManager:
             deployment.breaker.record_ignored()
             raise
 
-    def _finish_stream(self, run: _Run, deployment: Deployment, reservation: Reservation,
-                       chunk: StreamChunk, group: str, started: float) -> StreamChunk:
-        usage = chunk.usage or Usage()
-        deployment.breaker.record_success(self._clock() - started)
-        reservation.settle(usage.total_tokens or run.estimate)
-        deployment.successes += 1
-        deployment.record_latency((self._clock() - started) * 1000)
-        return chunk.model_copy(update={"usage": deployment.account(usage)
-                                        if chunk.usage is not None else None})
 
     # --- health and lifecycle -------------------------------------------------------------
 

@@ -161,8 +161,8 @@ class OpenAIProvider(HTTPProvider):
         if "error" in data and not data.get("choices"):
             raise self._error_from_body(data, 200, httpx.Headers(), model)
         try:
-            message = _first_choice(data["choices"])["message"]
-            raw_finish = _first_choice(data["choices"]).get("finish_reason")
+            choice = _first_choice(data["choices"])
+            message, raw_finish = choice["message"], choice.get("finish_reason")
             refusal = message.get("refusal") or None
             used = str(data.get("model") or model)  # Azure: the model behind the deployment
             return ChatResponse(
@@ -371,7 +371,7 @@ def _first_choice(choices: list[Any]) -> dict[str, Any]:
     """Choice 0: with ``n`` > 1 the others are ignored, never merged into it."""
     for choice in choices:
         if choice.get("index", 0) == 0:
-            return dict(choice)
+            return choice  # type: ignore[no-any-return]
     return {}
 
 
