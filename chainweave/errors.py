@@ -8,6 +8,8 @@ Every error a user can see comes from here::
     │   └── InputValidationError        a value given to a public type is malformed
     └── ExecutionError                  something failed while running
         ├── CassetteMissError           a replayed run asked for an unrecorded request
+        ├── SecurityViolationError      the pipeline blocked a request or response (rule ids)
+        ├── IdempotencyConflictError    a request_id reused with a different payload (409)
         └── ProviderError               a model provider failed (HTTP status when it applies)
             ├── AuthenticationError     401/403: bad or missing key, no permission
             ├── RateLimitError          429: too many requests (``retry_after``)
@@ -44,6 +46,7 @@ __all__ = [
     "ConfigurationError",
     "ContentFilteredError",
     "ExecutionError",
+    "IdempotencyConflictError",
     "InputValidationError",
     "InvalidRequestError",
     "MalformedResponseError",
@@ -55,6 +58,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RequestTooLargeError",
+    "SecurityViolationError",
     "SetupError",
     "StreamInterruptedError",
     "error_for_status",
@@ -79,6 +83,7 @@ class ChainweaveError(Exception):
     error_type: ClassVar[str] = "chainweave_error"
     error_code: ClassVar[str] = "CHAINWEAVE_ERROR"
     default_retryable: ClassVar[bool] = False
+    default_status: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -95,7 +100,7 @@ class ChainweaveError(Exception):
     ) -> None:
         self.message = redact(message)
         super().__init__(self.message)
-        self.status_code = status_code
+        self.status_code = self.default_status if status_code is None else status_code
         self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after = retry_after
         self.provider = provider
@@ -180,6 +185,32 @@ class CassetteMissError(ExecutionError):
 
     error_type = "cassette_miss"
     error_code = "CASSETTE_MISS"
+
+
+class SecurityViolationError(ExecutionError):
+    """The pipeline's security checks blocked a request or a response.
+
+    ``details`` holds ``rule_ids`` and ``categories`` of the findings that blocked it and
+    ``direction`` (``input`` or ``output``); never the matched text. For a blocked
+    request, no provider call was made.
+    """
+
+    error_type = "security_violation"
+    error_code = "SECURITY_VIOLATION"
+    default_status = 400
+
+    @property
+    def rule_ids(self) -> list[str]:
+        """The ids of the rules that blocked the call."""
+        return list(self.details.get("rule_ids", []))
+
+
+class IdempotencyConflictError(ExecutionError):
+    """A ``request_id`` was used again with a different payload (HTTP 409)."""
+
+    error_type = "idempotency_conflict"
+    error_code = "IDEMPOTENCY_CONFLICT"
+    default_status = 409
 
 
 class ProviderError(ExecutionError):

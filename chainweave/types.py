@@ -41,6 +41,7 @@ __all__ = [
     "ResponseFormat",
     "Role",
     "StreamChunk",
+    "StreamError",
     "TextPart",
     "Tool",
     "ToolCall",
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
 _ROLE_ALIASES: dict[str, str] = {
     "human": "user",
@@ -496,13 +497,44 @@ class ChatResponse(_Model):
         return Message.assistant(content, self.tool_calls or None)
 
 
+class StreamError(_Model):
+    """A failure delivered inside a stream, as the ``error`` of its last chunk.
+
+    Streams raise their errors by default; a pipeline's ``StreamingProcessor`` with
+    ``errors="event"`` turns them into a final chunk carrying one of these, with
+    ``finish_reason="error"``, for consumers that forward chunks (SSE) and must not
+    break off mid-stream.
+    """
+
+    error_type: str
+    error_code: str
+    message: str
+    status_code: int | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> StreamError:
+        """The structured form of ``exc``; non-chainweave errors become ``internal_error``."""
+        from chainweave._internal.redact import redact
+        from chainweave.errors import ChainweaveError
+
+        if isinstance(exc, ChainweaveError):
+            return cls(error_type=exc.error_type, error_code=exc.error_code,
+                       message=exc.message, status_code=exc.status_code,
+                       retryable=exc.retryable, retry_after=exc.retry_after)
+        return cls(error_type="internal_error", error_code="INTERNAL_ERROR",
+                   message=redact(f"{type(exc).__name__}: {exc}"))
+
+
 class StreamChunk(_Model):
     """One piece of a streamed completion.
 
     Text arrives in ``delta``, a refusal's text in ``refusal``, and tool-call fragments
     in ``tool_call_deltas``. The last
     chunk carries ``finish_reason``, the assembled ``tool_calls`` and, when the vendor
-    reports it, ``usage``.
+    reports it, ``usage``. ``cached`` is true on chunks replayed from a response cache;
+    ``error`` is set only on a last chunk that reports a failure (see :class:`StreamError`).
     """
 
     delta: str = ""
@@ -515,6 +547,8 @@ class StreamChunk(_Model):
     id: str | None = None
     model: str | None = None
     provider: str | None = None
+    cached: bool = False
+    error: StreamError | None = None
 
 
 class EmbeddingRequest(_Model):

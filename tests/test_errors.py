@@ -134,10 +134,10 @@ def test_every_error_carries_context(cls: type[ChainweaveError]) -> None:
 
 @pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
 def test_context_defaults_to_none(cls: type[ChainweaveError]) -> None:
-    """Context not given is None, and retryable is the class default."""
+    """Context not given is None; retryable and status are the class defaults."""
     err = cls("boom")
     assert [getattr(err, name) for name in CONTEXT_FIELDS[2:]] == [
-        None, cls.default_retryable, None, None, None, None, None
+        cls.default_status, cls.default_retryable, None, None, None, None, None
     ]
 
 
