@@ -3,7 +3,8 @@
 Where a value comes from, lowest precedence first:
 
 1. the defaults written on the models below;
-2. a YAML file (``orchestrator: / providers: / cache: / security: / routing:``, plus
+2. a YAML file (``orchestrator: / providers: / cache: / security: / routing:``, the
+   pipeline's ``limits: / rate_limit: / idempotency: / streaming:``, plus
    top-level ``provider``, ``primary_model``, ``secondary_model``, ``api_key``,
    ``api_base``, ``concurrent_number``), after ``${VAR}`` / ``${VAR:-default}``
    interpolation; ``routing:`` (:mod:`chainweave.config_routing`) declares a whole
@@ -55,6 +56,14 @@ from chainweave._internal.yamlio import (
     load_yaml,
     load_yaml_file,
 )
+from chainweave.config_pipeline import (
+    CacheSettings,
+    IdempotencySettings,
+    LimitsSettings,
+    RateLimitSettings,
+    SecuritySettings,
+    StreamingSettings,
+)
 from chainweave.config_routing import (
     CONFLICT,
     BreakerSettings,
@@ -74,16 +83,20 @@ __all__ = [
     "BreakerSettings",
     "CacheSettings",
     "DeploymentSettings",
+    "IdempotencySettings",
+    "LimitsSettings",
     "OpenAISettings",
     "OpenRouterSettings",
     "OrchestratorSettings",
     "PriceSettings",
     "ProviderName",
     "ProvidersSettings",
+    "RateLimitSettings",
     "RetrySettings",
     "RoutingSettings",
     "SecuritySettings",
     "Settings",
+    "StreamingSettings",
     "interpolate",
     "load_settings",
     "parse_bool",
@@ -257,23 +270,6 @@ class OrchestratorSettings(_Section):
     enable_tracing: Flag = True
 
 
-class CacheSettings(_Section):
-    """The response cache: off unless enabled. ``ttl`` is seconds."""
-
-    enabled: Flag = False
-    ttl: Annotated[Duration, Field(gt=0)] = 3600.0
-    max_size: Count = 1000
-
-
-class SecuritySettings(_Section):
-    """Security checks of the request pipeline: on by default; audit logging off."""
-
-    enabled: Flag = True
-    audit_enabled: Flag = False
-    input_validation: Flag = True
-    output_filtering: Flag = True
-
-
 class Settings(_Section):
     """Everything chainweave reads from the environment or a settings file.
 
@@ -291,8 +287,12 @@ class Settings(_Section):
             ``None`` leaves the limit to the orchestrator.
         providers: Per-vendor settings; also reachable as ``settings.openai`` etc.
         orchestrator: Orchestrator limits, timeout and instrumentation.
-        cache: The response cache.
+        cache: The response cache (and the Redis URL shared with idempotency).
         security: Security checks and audit logging.
+        limits: Request size limits.
+        rate_limit: Requests and tokens per minute.
+        idempotency: Idempotency by ``request_id``.
+        streaming: The streaming processor.
         routing: The ProviderManager: deployments, aliases, fallbacks and policies.
     """
 
@@ -307,6 +307,11 @@ class Settings(_Section):
         default_factory=OrchestratorSettings)
     cache: Annotated[CacheSettings, _Empty] = Field(default_factory=CacheSettings)
     security: Annotated[SecuritySettings, _Empty] = Field(default_factory=SecuritySettings)
+    limits: Annotated[LimitsSettings, _Empty] = Field(default_factory=LimitsSettings)
+    rate_limit: Annotated[RateLimitSettings, _Empty] = Field(default_factory=RateLimitSettings)
+    idempotency: Annotated[IdempotencySettings, _Empty] = Field(
+        default_factory=IdempotencySettings)
+    streaming: Annotated[StreamingSettings, _Empty] = Field(default_factory=StreamingSettings)
     routing: Annotated[RoutingSettings, _Empty] = Field(default_factory=RoutingSettings)
 
     @property
@@ -451,6 +456,10 @@ _ENV_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "LLM_CACHE_SIZE": ("cache", "max_size"),
     "LLM_SECURITY_ENABLED": ("security", "enabled"),
     "LLM_AUDIT_ENABLED": ("security", "audit_enabled"),
+    "LLM_AUDIT_PATH": ("security", "audit_path"),
+    "REDIS_URL": ("cache", "redis_url"),
+    "RATE_LIMIT_REQUESTS_PER_MINUTE": ("rate_limit", "requests_per_minute"),
+    "RATE_LIMIT_TOKENS_PER_MINUTE": ("rate_limit", "tokens_per_minute"),
 }
 _MODEL_ALIAS: Final = "LLM_MODEL"
 

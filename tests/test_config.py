@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import re
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,10 @@ ENV_CASES: list[tuple[str, str, str, Any]] = [
     ("LLM_CACHE_SIZE", "500", "cache.max_size", 500),
     ("LLM_SECURITY_ENABLED", "false", "security.enabled", False),
     ("LLM_AUDIT_ENABLED", "TRUE", "security.audit_enabled", True),
+    ("LLM_AUDIT_PATH", "logs/audit.jsonl", "security.audit_path", "logs/audit.jsonl"),
+    ("REDIS_URL", "redis://cache:6379/0", "cache.redis_url", "redis://cache:6379/0"),
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "rate_limit.requests_per_minute", 60.0),
+    ("RATE_LIMIT_TOKENS_PER_MINUTE", "100000", "rate_limit.tokens_per_minute", 100000.0),
 ]
 
 
@@ -363,7 +368,37 @@ def test_yaml_string_values_are_parsed() -> None:
     """Interpolated strings become numbers, durations and flags."""
     text = "cache:\n  enabled: ${ON:-yes}\n  ttl: ${TTL:-90}\n  max_size: ${N:-12}\n"
     assert Settings.from_yaml(text, env={}).cache.model_dump() == {
-        "enabled": True, "ttl": 90.0, "max_size": 12}
+        "enabled": True, "ttl": 90.0, "max_size": 12, "redis_url": None}
+
+
+def test_pipeline_sections_read_from_yaml() -> None:
+    """The pipeline's sections take the same value forms as the rest of the file."""
+    text = ("security: {injection: flag, redaction: hash, blocklist: [darn]}\n"
+            "limits: {max_messages: 3, max_request_chars: ''}\n"
+            "rate_limit: {requests_per_minute: 60, per: user, max_wait: 250ms}\n"
+            "idempotency: {ttl: 1h}\n"
+            "streaming: {enabled: yes, flush_interval: 20ms}\n"
+            "cache: {redis_url: 'redis://localhost:6379/1'}\n")
+    settings = Settings.from_yaml(text, env={})
+    assert (settings.security.injection, settings.security.redaction) == ("flag", "hash")
+    assert settings.security.blocklist == ("darn",)
+    assert (settings.limits.max_messages, settings.limits.max_request_chars) == (3, None)
+    assert (settings.rate_limit.per, settings.rate_limit.max_wait) == ("user", 0.25)
+    assert settings.idempotency.ttl == 3600.0
+    assert (settings.streaming.enabled, settings.streaming.flush_interval) == (True, 0.02)
+    assert settings.cache.redis_url == "redis://localhost:6379/1"
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("security: {injection: shout}\n", "security.injection"),
+    ("rate_limit: {requests_per_minute: -1}\n", "rate_limit.requests_per_minute"),
+    ("cache: {redis_url: 'http://x'}\n", "cache.redis_url"),
+    ("streaming: {buffer_size: 0}\n", "streaming.buffer_size"),
+])
+def test_pipeline_section_mistakes_name_their_key(text: str, where: str) -> None:
+    """A bad pipeline setting is a ConfigurationError naming its key path."""
+    with pytest.raises(ConfigurationError, match=re.escape(where)):
+        Settings.from_yaml(text, env={})
 
 
 def test_blank_file_values_mean_unset() -> None:
