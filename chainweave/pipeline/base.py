@@ -22,13 +22,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from chainweave.pipeline.findings import Finding
 from chainweave.types import ChatModel, ChatRequest, ChatResponse, StreamChunk
 
-__all__ = ["Call", "NextChat", "NextStream", "Pipeline", "SecurityEvent", "Stage"]
+if TYPE_CHECKING:
+    from chainweave.config import Settings
+
+__all__ = ["Call", "NextChat", "NextStream", "Pipeline", "SecurityEvent", "Stage",
+           "closing_stream"]
 
 NextChat = Callable[[ChatRequest], Awaitable[ChatResponse]]
 """Runs the rest of the pipeline for a (possibly changed) request."""
@@ -97,6 +102,22 @@ class Call:
         return (time.perf_counter() - self.started) * 1000.0
 
 
+@asynccontextmanager
+async def closing_stream(
+        chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[AsyncIterator[StreamChunk]]:
+    """Close ``chunks`` on exit, as :func:`contextlib.aclosing` does for generators.
+
+    A stage that stops iterating early (a consumer broke off, an error) must close the
+    stream it took from ``call_next``, so the provider's connection is released at once.
+    """
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class Stage:
     """One step of a pipeline; the defaults pass the request straight through.
 
@@ -143,6 +164,16 @@ class Pipeline:
                 raise InputValidationError(
                     f"Pipeline stages[{position}] must be a Stage, got {type(stage).__name__}",
                     field=f"stages[{position}]")
+
+    @classmethod
+    def from_settings(cls, model: ChatModel, settings: Settings | None = None) -> Pipeline:
+        """``model`` behind the stages ``settings`` ask for (see :mod:`.defaults`).
+
+        ``settings`` defaults to :meth:`Settings.from_env() <chainweave.Settings.from_env>`.
+        """
+        from chainweave.pipeline.defaults import default_stages
+
+        return cls(model, default_stages(settings))
 
     @property
     def model(self) -> ChatModel:
