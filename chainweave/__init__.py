@@ -26,6 +26,7 @@ from chainweave.errors import (
     StreamInterruptedError,
     error_for_status,
 )
+from chainweave.facade import LLMInterface, generate
 from chainweave.pricing import ModelPrice
 from chainweave.streaming import StreamAccumulator
 from chainweave.tokens import estimate_text_tokens, estimate_tokens
@@ -82,6 +83,7 @@ __all__ = [
     "InputValidationError",
     "InvalidRequestError",
     "JsonSchemaFormat",
+    "LLMInterface",
     "MalformedResponseError",
     "Message",
     "ModelInfo",
@@ -113,6 +115,7 @@ __all__ = [
     "error_for_status",
     "estimate_text_tokens",
     "estimate_tokens",
+    "generate",
     "load_settings",
     "normalize_finish_reason",
 ]

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-PACKAGES = ["chainweave", "chainweave.providers", "chainweave.testing"]
+PACKAGES = ["chainweave", "chainweave.pipeline", "chainweave.providers", "chainweave.testing"]
 
 
 def _public(module: types.ModuleType) -> set[str]:
