@@ -30,7 +30,7 @@ from chainweave._internal.redact import get_logger
 from chainweave.errors import InputValidationError
 from chainweave.pipeline.backends import MemoryBackend, StoreBackend, check_size, check_ttl
 from chainweave.pipeline.base import Call, NextChat, NextStream, Stage, closing_stream
-from chainweave.pipeline.keys import request_fingerprint
+from chainweave.pipeline.keys import call_fingerprint, request_fingerprint
 from chainweave.pipeline.singleflight import SingleFlight
 from chainweave.streaming import StreamAccumulator
 from chainweave.types import ChatRequest, ChatResponse, StreamChunk
@@ -196,9 +196,10 @@ class ResponseCache(Stage):
         looked_up = counts["hits"] + counts["misses"]
         return {**counts, "hit_ratio": counts["hits"] / looked_up if looked_up else 0.0}
 
-    def key(self, request: ChatRequest) -> str:
+    def key(self, request: ChatRequest, call: Call | None = None) -> str:
         """The backend key of ``request``: namespace and fingerprint."""
-        fingerprint = request_fingerprint(request)
+        fingerprint = request_fingerprint(request) if call is None \
+            else call_fingerprint(request, call)
         if self._namespace is None:
             return _KEY_PREFIX + fingerprint
         space = self._namespace(request)
@@ -212,7 +213,7 @@ class ResponseCache(Stage):
         """Answer from the cache, or once from ``call_next`` for all concurrent twins."""
         if not is_cacheable(request):
             return await call_next(request)
-        key = self.key(request)
+        key = self.key(request, call)
         stored = await self._lookup(key)
         if stored is not None:
             self._hit(call, key)
@@ -243,7 +244,7 @@ class ResponseCache(Stage):
 
     async def _stream(self, request: ChatRequest, call: Call,
                       call_next: NextStream) -> AsyncIterator[StreamChunk]:
-        key = self.key(request)
+        key = self.key(request, call)
         stored = await self._lookup(key)
         if stored is not None:
             self._hit(call, key)

@@ -19,9 +19,10 @@ import hashlib
 import json
 from typing import Any, Final
 
+from chainweave.pipeline.base import Call
 from chainweave.types import ChatRequest
 
-__all__ = ["FINGERPRINT_VERSION", "request_fingerprint"]
+__all__ = ["FINGERPRINT_VERSION", "call_fingerprint", "request_fingerprint"]
 
 FINGERPRINT_VERSION: Final = 1
 """Bumped whenever the canonical form changes, so old and new keys never collide."""
@@ -51,6 +52,23 @@ def request_fingerprint(request: ChatRequest) -> str:
         _canonical_arguments(fields["messages"])
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(_PREFIX + text.encode("ascii")).hexdigest()
+
+
+_MEMO: Final = "chainweave.fingerprint"
+
+
+def call_fingerprint(request: ChatRequest, call: Call) -> str:
+    """:func:`request_fingerprint`, worked out once per pipeline call.
+
+    Idempotency and the cache both key on the fingerprint; within one call they see the
+    same request object, so the second stage reuses the first one's result.
+    """
+    memo = call.annotations.get(_MEMO)
+    if memo is not None and memo[0] is request:
+        return str(memo[1])
+    fingerprint = request_fingerprint(request)
+    call.annotations[_MEMO] = (request, fingerprint)
+    return fingerprint
 
 
 def _canonical_arguments(messages: list[dict[str, Any]]) -> None:
