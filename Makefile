@@ -35,6 +35,9 @@ pytest: install
 bench: install
 	$(BIN)/python benchmarks/bench_openai_adapter.py
 	$(BIN)/python benchmarks/bench_manager_overhead.py
+	$(BIN)/python benchmarks/bench_pipeline_overhead.py
+	$(BIN)/python benchmarks/bench_injection_detection.py
+	$(BIN)/python benchmarks/bench_pii_detection.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
