@@ -94,7 +94,8 @@ class SecurityValidator(Stage):
         moderation: A hook run on response text (and on each released part of a stream).
         check_input: Check requests.
         check_output: Check responses.
-        stream_window: Characters a stream may hold back to catch split values.
+        stream_window: Characters a stream holds back to catch values split over
+            chunks, beyond a match in progress (held until it ends).
         max_stream_buffer: The most a stream holds back for one long match.
     """
 
@@ -134,7 +135,10 @@ class SecurityValidator(Stage):
         self._moderation = moderation
         self.check_input = check_input
         self.check_output = check_output
-        self._window = max(stream_window, self._pii.window)
+        # Not the detectors' longest match (1,794 characters, a JWT): holding that much
+        # would stall short replies. Long secrets are still caught, since a match that
+        # reaches the end of what is held keeps being held (see StreamRedactor).
+        self._window = stream_window
         self._max_buffer = max_stream_buffer
 
     # --- policy ---------------------------------------------------------------------
