@@ -4,7 +4,7 @@ Both stages speak one small async key-value protocol, :class:`StoreBackend`: str
 keys, string values (JSON, never pickle), a time to live on every entry, and an atomic
 set-if-absent for claiming a key. Two backends implement it:
 
-* :class:`MemoryBackend`, a TTL+LRU dict in this process (``cachetools.TLRUCache``).
+* :class:`MemoryBackend`, a TTL+LRU dict in this process (``cachetools.LRUCache``).
 * :class:`RedisBackend`, shared by every process that points at one Redis. When Redis
   cannot be reached it carries on with an in-memory fallback, says so in one warning,
   and tries Redis again every ``retry_interval`` seconds.
@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 from chainweave._internal.redact import get_logger, redact, register_secret
 from chainweave.errors import ConfigurationError, InputValidationError
@@ -105,16 +105,14 @@ def _check_entry(owner: str, key: object, value: object = "") -> None:
 # --- in memory -------------------------------------------------------------------------
 
 
-def _expires(key: str, item: tuple[str, float], now: float) -> float:
-    return now + item[1]
-
-
 class MemoryBackend:
     """A TTL+LRU store in this process: each entry lives for its own ``ttl``.
 
-    When ``max_size`` entries are held, the least recently used one makes room.
-    Operations never wait, so :meth:`add` is atomic within an event loop; a lock keeps
-    the store consistent when threads share it.
+    When ``max_size`` entries are held, the least recently used one makes room; an
+    expired entry is dropped when it is next looked at (or pushed out as the least
+    recently used), so every operation is O(1). Operations never wait, so :meth:`add`
+    is atomic within an event loop; a lock keeps the store consistent when threads
+    share it.
 
     Args:
         max_size: The most entries kept.
@@ -126,8 +124,9 @@ class MemoryBackend:
                  timer: Callable[[], float] = time.monotonic) -> None:
         self._max_size = check_size("MemoryBackend", "max_size", max_size)
         self._ttl = check_ttl("MemoryBackend", "ttl", ttl)
-        self._entries: TLRUCache[str, tuple[str, float]] = TLRUCache(
-            self._max_size, _expires, timer=timer)
+        # key -> (stored text, expiry time on ``timer``)
+        self._entries: LRUCache[str, tuple[str, float]] = LRUCache(self._max_size)
+        self._timer = timer
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -135,16 +134,26 @@ class MemoryBackend:
 
     def __len__(self) -> int:
         with self._lock:
-            self._entries.expire()
+            now = self._timer()
+            for key in [k for k, (_, expires) in self._entries.items() if expires <= now]:
+                del self._entries[key]
             return len(self._entries)
 
     def _ttl_or_default(self, ttl: float | None) -> float:
         return self._ttl if ttl is None else check_ttl("MemoryBackend", "ttl", ttl)
 
+    def _live(self, key: str) -> tuple[str, float] | None:
+        """The entry under ``key`` unless it has expired (then it is dropped); locked."""
+        item = self._entries.get(key)
+        if item is not None and item[1] <= self._timer():
+            del self._entries[key]
+            return None
+        return item
+
     async def get(self, key: str) -> str | None:
         """The value stored under ``key``, or ``None``."""
         with self._lock:
-            item = self._entries.get(key)
+            item = self._live(key)
         return None if item is None else item[0]
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
@@ -152,28 +161,25 @@ class MemoryBackend:
         _check_entry("MemoryBackend", key, value)
         seconds = self._ttl_or_default(ttl)
         with self._lock:
-            self._entries[key] = (value, seconds)
+            self._entries[key] = (value, self._timer() + seconds)
 
     async def add(self, key: str, value: str, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent (or expired)."""
         _check_entry("MemoryBackend", key, value)
         seconds = self._ttl_or_default(ttl)
         with self._lock:
-            if key in self._entries:
+            if self._live(key) is not None:
                 return False
-            self._entries[key] = (value, seconds)
+            self._entries[key] = (value, self._timer() + seconds)
             return True
 
     async def delete(self, key: str, *, only_if: str | None = None) -> bool:
         """Remove ``key``, only while it holds ``only_if`` when that is given."""
         with self._lock:
-            item = self._entries.get(key)
+            item = self._live(key)
             if item is None or (only_if is not None and item[0] != only_if):
                 return False
-            try:
-                del self._entries[key]
-            except KeyError:  # it expired between the lookup and now
-                return False
+            del self._entries[key]
             return True
 
     async def aclose(self) -> None:
