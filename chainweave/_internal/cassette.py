@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chainweave import errors
-from chainweave._internal.redact import redact
+from chainweave._internal.redact import redact, redact_value
 from chainweave.errors import ChainweaveError, ConfigurationError, ExecutionError
 from chainweave.types import ChatRequest, ChatResponse, StreamChunk
 
@@ -100,15 +100,6 @@ def encode_error(exc: Exception) -> dict[str, Any]:
     return data
 
 
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value
-
 
 _locks_guard = threading.Lock()
 _locks: dict[Path, threading.Lock] = {}
@@ -125,7 +116,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 
     Values JSON cannot hold (in error ``details``, say) are written as their ``str()``.
     """
-    line = json.dumps(_redacted(record), sort_keys=True, separators=(",", ":"),
+    line = json.dumps(redact_value(record), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False, default=str)
     with _lock_for(path):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from typing import Any
 
 REDACTED = "[REDACTED]"
 _MIN_SECRET_LENGTH = 8
@@ -46,6 +47,17 @@ def redact(text: str) -> str:
         text = known.sub(REDACTED, text)
     return _PATTERN.sub(REDACTED, text)
 
+
+
+def redact_value(value: Any) -> Any:
+    """``value`` with :func:`redact` applied to every string inside its dicts and lists."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(item) for item in value]
+    return value
 
 def mask(value: str | None) -> str:
     """A short, safe rendering of a secret for reprs: ``'sk-...[REDACTED]'`` or ``None``."""

@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from chainweave._internal.redact import get_logger, redact
+from chainweave._internal.redact import get_logger, redact_value
 from chainweave.errors import ChainweaveError, ConfigurationError
 from chainweave.pipeline.base import Call, NextChat, NextStream, Stage, closing_stream
 from chainweave.types import ChatRequest, ChatResponse, StreamChunk, StreamError, Usage
@@ -70,16 +70,6 @@ _log = get_logger("chainweave.pipeline.audit")
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
-
-def _redacted(value: Any) -> Any:
-    """``value`` with :func:`redact` applied to every string inside it."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value
 
 
 def _open(path: Path) -> TextIO:
@@ -223,7 +213,7 @@ class AuditLog(Stage):
     def _write(self, request: ChatRequest, call: Call, outcome: _Outcome) -> None:
         """Build and write the record; a failure is logged, never raised."""
         try:
-            record = _redacted(self._record(request, call, outcome))
+            record = redact_value(self._record(request, call, outcome))
             line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
             if self._file is None:
                 self.logger.info(line)
