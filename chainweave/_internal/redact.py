@@ -7,6 +7,7 @@ replaced wherever it appears, and well-known key shapes (OpenAI ``sk-``, Anthrop
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -47,6 +48,13 @@ def redact(text: str) -> str:
         text = known.sub(REDACTED, text)
     return _PATTERN.sub(REDACTED, text)
 
+
+
+def pseudonym(value: str, length: int = 16) -> str:
+    """A short, stable stand-in for an identifier (a user, an API key id) in logs and
+    errors: the first ``length`` hex digits of its SHA-256. Unsalted, so a guessable
+    value (an e-mail address) can be found again by hashing guesses."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 def redact_value(value: Any) -> Any:

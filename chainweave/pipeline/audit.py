@@ -44,7 +44,6 @@ where that matters.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -54,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from chainweave._internal.redact import get_logger, redact_value
+from chainweave._internal.redact import get_logger, pseudonym, redact_value
 from chainweave.errors import ChainweaveError, ConfigurationError
 from chainweave.pipeline.base import Call, NextChat, NextStream, Stage, closing_stream
 from chainweave.types import ChatRequest, ChatResponse, StreamChunk, StreamError, Usage
@@ -65,11 +64,6 @@ ContentFilter = Callable[[str], str]
 """Rewrites a prompt or completion text before it is written (to mask PII, say)."""
 
 _log = get_logger("chainweave.pipeline.audit")
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
 
 
 def _open(path: Path) -> TextIO:
@@ -247,7 +241,7 @@ class AuditLog(Stage):
             "prompt_chars": sum(len(message.text) for message in request.messages),
             "completion_chars": outcome.chars,
             "security_events": [event.to_dict() for event in call.events],
-            "user": None if request.user is None else _digest(request.user),
+            "user": None if request.user is None else pseudonym(request.user),
         }
         if self.log_content:
             record.update(self._content(request, outcome))

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from chainweave.errors import InputValidationError
 from chainweave.pipeline.findings import Finding
 from chainweave.types import ChatModel, ChatRequest, ChatResponse, StreamChunk
 
@@ -159,8 +160,6 @@ class Pipeline:
         self._stages: tuple[Stage, ...] = tuple(stages)
         for position, stage in enumerate(self._stages):
             if not isinstance(stage, Stage):
-                from chainweave.errors import InputValidationError
-
                 raise InputValidationError(
                     f"Pipeline stages[{position}] must be a Stage, got {type(stage).__name__}",
                     field=f"stages[{position}]")

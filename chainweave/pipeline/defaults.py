@@ -72,20 +72,19 @@ def default_stages(settings: Settings | None = None) -> list[Stage]:
         SizeLimits(**settings.limits.model_dump()),
         security,
     ]
-    if settings.idempotency.enabled:
-        section = settings.idempotency
-        backend = _backend(settings, "idem", section.max_size, section.ttl)
-        stages.append(Idempotency(backend, ttl=section.ttl))
-    if settings.cache.enabled:
-        cache = settings.cache
+    idempotency, cache = settings.idempotency, settings.cache
+    if idempotency.enabled:
+        backend = _backend(settings, "idem", idempotency.max_size, idempotency.ttl)
+        stages.append(Idempotency(backend, ttl=idempotency.ttl))
+    if cache.enabled:
         stages.append(ResponseCache(_backend(settings, "cache", cache.max_size, cache.ttl),
                                     ttl=cache.ttl))
     limits = settings.rate_limit
     if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
         stages.append(RateLimiter(limits.requests_per_minute, limits.tokens_per_minute,
                                   key=limits.per, max_wait=limits.max_wait))
-    if settings.streaming.enabled:
-        section_s = settings.streaming
-        stages.append(StreamingProcessor(section_s.buffer_size, section_s.flush_interval,
-                                         max_pending=section_s.max_pending))
+    streaming = settings.streaming
+    if streaming.enabled:
+        stages.append(StreamingProcessor(streaming.buffer_size, streaming.flush_interval,
+                                         max_pending=streaming.max_pending))
     return [stage for stage in stages if stage is not None]

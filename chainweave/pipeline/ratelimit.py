@@ -29,7 +29,6 @@ SHA-256 digest, never as they are.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +36,7 @@ from typing import Literal
 
 from cachetools import LRUCache
 
-from chainweave._internal.redact import get_logger
+from chainweave._internal.redact import get_logger, pseudonym
 from chainweave.errors import InputValidationError, RateLimitError, RequestTooLargeError
 from chainweave.pipeline.base import Call, NextChat, NextStream, Stage, closing_stream
 from chainweave.providers.limits import TokenBucket
@@ -57,11 +56,6 @@ _SCOPES: tuple[KeyScope, ...] = ("global", "user", "api_key")
 _ANONYMOUS = "anonymous"
 
 _log = get_logger("chainweave.pipeline.ratelimit")
-
-
-def _digest(value: str) -> str:
-    """A short, stable stand-in for a key value in errors and logs."""
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def _limit(value: float | None, field: str) -> float | None:
@@ -299,7 +293,7 @@ class RateLimiter(Stage):
         """The key as errors and logs show it: never its raw value."""
         if key is None:
             return _ANONYMOUS
-        return "global" if self.key == "global" else f"key:{_digest(key)}"
+        return "global" if self.key == "global" else f"key:{pseudonym(key, 12)}"
 
     def _estimate(self, request: ChatRequest) -> tuple[int, int]:
         """The prompt estimate and the whole cost (prompt plus ``max_tokens``)."""

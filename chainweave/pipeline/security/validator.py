@@ -21,6 +21,7 @@ over several chunks is still caught, with at most ``stream_window`` characters h
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -59,8 +60,6 @@ class _Blocklist:
     """Whole-word, case-insensitive matches of the given words, as ``blocklist`` findings."""
 
     def __init__(self, words: Iterable[str]) -> None:
-        import re
-
         self._words = tuple(w for w in words if w.strip())
         alternatives = "|".join(re.escape(w.strip()) for w in self._words)
         self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE) \
@@ -244,14 +243,10 @@ class SecurityValidator(Stage):
         findings += await self._moderate(response.content)
         events = self._record(call, findings, "output")
         self._raise_if_blocked(events, "output")
-        update: dict[str, Any] = {}
         content = self._apply(response.content, findings, "output")
         if content != response.content:
-            update["content"] = content
-        if call.events:
-            update["metadata"] = {**response.metadata,
-                                  "security": [e.to_dict() for e in call.events]}
-        return response.model_copy(update=update) if update else response
+            response = response.model_copy(update={"content": content})
+        return _annotated(response, call)
 
     async def _moderate(self, text: str) -> list[Finding]:
         if self._moderation is None or not text:
@@ -270,10 +265,7 @@ class SecurityValidator(Stage):
         response = await call_next(request)
         if self.check_output:
             return await self.check_response(response, call)
-        if call.events:
-            return response.model_copy(update={"metadata": {
-                **response.metadata, "security": [e.to_dict() for e in call.events]}})
-        return response
+        return _annotated(response, call)
 
     async def stream(self, request: ChatRequest, call: Call,
                      call_next: NextStream) -> AsyncIterator[StreamChunk]:
@@ -318,6 +310,14 @@ class SecurityValidator(Stage):
         if not safe and chunk.finish_reason is None and not _has_more_than_text(chunk):
             return None
         return chunk.model_copy(update={"delta": safe})
+
+
+def _annotated(response: ChatResponse, call: Call) -> ChatResponse:
+    """``response`` with the call's security events in ``metadata["security"]``."""
+    if not call.events:
+        return response
+    return response.model_copy(update={"metadata": {
+        **response.metadata, "security": [e.to_dict() for e in call.events]}})
 
 
 def _has_more_than_text(chunk: StreamChunk) -> bool:
