@@ -5,9 +5,16 @@ Every error a user can see comes from here::
     ChainweaveError
     ├── ConfigurationError              settings, environment, config files
     ├── SetupError                      something built wrongly before it ran
-    │   └── InputValidationError        a value given to a public type is malformed
+    │   ├── InputValidationError        a value given to a public type is malformed
+    │   │   └── ChainInputError         a chain run lacks inputs or a template variable
+    │   └── TemplateError               a jinja2 template does not compile or is refused
     └── ExecutionError                  something failed while running
         ├── CassetteMissError           a replayed run asked for an unrecorded request
+        ├── ChainTimeoutError           a chain, branch or run took longer than its timeout
+        ├── OutputParserError           a model's answer did not parse or validate
+        ├── NoRouteError                a conditional chain found no route and has no default
+        ├── QuorumError                 a parallel chain's quorum can no longer be reached
+        ├── MaxIterationsError          a tool-calling agent hit max_iterations
         ├── SecurityViolationError      the pipeline blocked a request or response (rule ids)
         ├── IdempotencyConflictError    a request_id reused with a different payload (409)
         └── ProviderError               a model provider failed (HTTP status when it applies)
@@ -41,6 +48,8 @@ from chainweave._internal.redact import redact
 __all__ = [
     "AuthenticationError",
     "CassetteMissError",
+    "ChainInputError",
+    "ChainTimeoutError",
     "ChainweaveError",
     "CircuitOpenError",
     "ConfigurationError",
@@ -50,17 +59,22 @@ __all__ = [
     "InputValidationError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "MaxIterationsError",
     "ModelNotFoundError",
+    "NoRouteError",
+    "OutputParserError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "QuorumError",
     "QuotaExceededError",
     "RateLimitError",
     "RequestTooLargeError",
     "SecurityViolationError",
     "SetupError",
     "StreamInterruptedError",
+    "TemplateError",
     "error_for_status",
 ]
 
@@ -173,6 +187,31 @@ class InputValidationError(SetupError, ValueError):
         self.errors: list[dict[str, Any]] = errors or []
 
 
+class ChainInputError(InputValidationError):
+    """A chain run is missing inputs, or a template refers to a variable it lacks.
+
+    ``missing`` lists every missing name; ``node`` is the chain that needed them.
+    """
+
+    error_type = "chain_input_error"
+    error_code = "CHAIN_INPUT_MISSING"
+
+    def __init__(self, message: str, *, missing: list[str] | None = None,
+                 **context: Any) -> None:
+        super().__init__(message, **context)
+        self.missing: list[str] = list(missing or [])
+
+
+class TemplateError(SetupError):
+    """A jinja2 template or expression does not compile, or the sandbox refused it.
+
+    ``details`` holds ``line`` when the template compiler reports one.
+    """
+
+    error_type = "template_error"
+    error_code = "TEMPLATE_ERROR"
+
+
 class ExecutionError(ChainweaveError):
     """Something failed while running."""
 
@@ -185,6 +224,53 @@ class CassetteMissError(ExecutionError):
 
     error_type = "cassette_miss"
     error_code = "CASSETTE_MISS"
+
+
+class ChainTimeoutError(ExecutionError):
+    """A chain, a parallel branch or a whole run took longer than its timeout."""
+
+    error_type = "chain_timeout"
+    error_code = "CHAIN_TIMEOUT"
+    default_retryable = True
+
+
+class OutputParserError(ExecutionError):
+    """A model's answer did not parse or validate, even after the repair round.
+
+    ``details`` holds ``errors`` (one message per attempt) and ``attempts``.
+    """
+
+    error_type = "output_parser_error"
+    error_code = "OUTPUT_PARSE_FAILED"
+
+
+class NoRouteError(ExecutionError):
+    """A conditional chain matched no route and has no default route."""
+
+    error_type = "no_route"
+    error_code = "NO_ROUTE"
+
+
+class QuorumError(ExecutionError):
+    """Too many branches of a parallel chain failed for its quorum to be reached.
+
+    ``errors`` maps each failed branch to its exception.
+    """
+
+    error_type = "quorum_not_reached"
+    error_code = "QUORUM_NOT_REACHED"
+
+    def __init__(self, message: str, *, errors: dict[str, BaseException] | None = None,
+                 **context: Any) -> None:
+        super().__init__(message, **context)
+        self.errors: dict[str, BaseException] = dict(errors or {})
+
+
+class MaxIterationsError(ExecutionError):
+    """A tool-calling agent reached ``max_iterations`` without a final answer."""
+
+    error_type = "max_iterations"
+    error_code = "MAX_ITERATIONS"
 
 
 class SecurityViolationError(ExecutionError):

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from chainweave.errors import InputValidationError
+from chainweave.errors import ChainweaveError, InputValidationError
 
 __all__ = ["RetryPolicy"]
 
@@ -32,6 +32,12 @@ class RetryPolicy:
         max_delay: Seconds; the cap on any one wait of our own choosing.
         deadline: Seconds for all attempts and waits together; ``None`` for no limit.
         jitter: Whether waits are random in ``[0, cap]`` (full jitter) or exactly the cap.
+        retry_on: The exception types worth another try, for chains and graph nodes.
+            Left out, :meth:`should_retry` retries chainweave errors marked
+            ``retryable`` (rate limits, outages, timeouts, dropped connections) and the
+            built-in ``TimeoutError`` and ``ConnectionError``; a bug such as a
+            ``ValueError`` is not retried. The provider manager always goes by each
+            error's ``retryable`` flag.
 
     Raises:
         InputValidationError: A field is out of range; ``errors`` lists every problem
@@ -43,6 +49,7 @@ class RetryPolicy:
     max_delay: float = 30.0
     deadline: float | None = 60.0
     jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -54,6 +61,7 @@ class RetryPolicy:
                 ("deadline", None if self.deadline is None
                  else _check_seconds(self.deadline, allow_zero=False)),
                 ("jitter", None if isinstance(self.jitter, bool) else "must be True or False"),
+                ("retry_on", _check_retry_on(self.retry_on)),
             )
             if message is not None
         ]
@@ -64,6 +72,14 @@ class RetryPolicy:
             raise InputValidationError(
                 "; ".join(f"RetryPolicy.{field}: {message}" for field, message in problems),
                 errors=errors, field=problems[0][0])
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is worth another attempt under this policy (see ``retry_on``)."""
+        if self.retry_on is not None:
+            return isinstance(exc, self.retry_on)
+        if isinstance(exc, ChainweaveError):
+            return exc.retryable
+        return isinstance(exc, TimeoutError | ConnectionError)
 
     def backoff(self, attempt: int, *, retry_after: float | None = None,
                 rng: random.Random | None = None) -> float:
@@ -109,6 +125,15 @@ class RetryPolicy:
         if self.deadline is None:
             return None
         return max(0.0, self.deadline - (now - started))
+
+
+def _check_retry_on(value: object) -> str | None:
+    if value is None:
+        return None
+    if (not isinstance(value, tuple) or not value
+            or not all(isinstance(t, type) and issubclass(t, BaseException) for t in value)):
+        return f"must be a non-empty tuple of exception classes, got {value!r}"
+    return None
 
 
 def _check_attempts(value: object) -> str | None:

@@ -1,0 +1,213 @@
+"""jinja2 templates and expressions, always in the sandbox, with a cap on what they build.
+
+Templates come from code and from YAML files alike, so every one of them runs in
+jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment`. The sandbox alone
+still lets ``{{ 'a' * 50000000 }}`` allocate 50 MB, so string and list repetition and
+powers are checked before they run, and rendering stops once the output passes
+:data:`MAX_OUTPUT_CHARS`. A variable the template uses but was not given is a
+:class:`~chainweave.errors.ChainInputError` naming it, never an empty string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+import jinja2
+import jinja2.meta
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from chainweave.errors import ChainInputError, TemplateError
+
+__all__ = ["MAX_OUTPUT_CHARS", "Expression", "Template", "compile_expression",
+           "compile_template"]
+
+#: The most characters one rendering may produce, and one repetition may build.
+MAX_OUTPUT_CHARS = 1_000_000
+#: The largest exponent ``**`` accepts; ``10 ** 10 ** 10`` would hang the process.
+_MAX_EXPONENT = 1_000
+
+
+class _UndefinedName(UndefinedError):
+    """jinja2's undefined error, carrying the missing name and whether the sandbox hid it."""
+
+    def __init__(self, message: str, name: str | None, unsafe: bool) -> None:
+        super().__init__(message)
+        self.name = name
+        self.unsafe = unsafe
+
+
+class _StrictUndefined(jinja2.StrictUndefined):
+    """Fails on any use, like jinja2's, and says which name was undefined."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> NoReturn:
+        hint = self._undefined_hint or ""
+        raise _UndefinedName(self._undefined_message, self._undefined_name, "unsafe" in hint)
+
+
+# jinja2 binds its failing function to each operator when the class is made; rebind ours.
+for _name in ("__str__", "__iter__", "__len__", "__bool__", "__eq__", "__ne__", "__hash__",
+              "__add__", "__radd__", "__mul__", "__rmul__", "__getitem__", "__lt__", "__le__",
+              "__gt__", "__ge__", "__int__", "__float__", "__complex__", "__pow__", "__rpow__",
+              "__contains__", "__call__", "__getattr__"):
+    if getattr(jinja2.StrictUndefined, _name, None) is jinja2.Undefined._fail_with_undefined_error:
+        setattr(_StrictUndefined, _name, _StrictUndefined._fail_with_undefined_error)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, plus size checks on ``*`` and ``**`` before they allocate."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (isinstance(seq, str | list | tuple | bytes) and isinstance(times, int)
+                        and len(seq) * times > MAX_OUTPUT_CHARS):
+                    raise SecurityError(
+                        f"repetition would build {len(seq) * times:,} items, "
+                        f"over the limit of {MAX_OUTPUT_CHARS:,}")
+        elif operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is over the limit of {_MAX_EXPONENT}")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Sandbox(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def _syntax_error(kind: str, where: str, exc: TemplateSyntaxError) -> TemplateError:
+    return TemplateError(f"{where}: the {kind} does not compile: {exc.message} "
+                         f"(line {exc.lineno})", node=where, details={"line": exc.lineno})
+
+
+def _undefined(where: str, exc: UndefinedError) -> ChainInputError | TemplateError:
+    if isinstance(exc, _UndefinedName) and exc.unsafe:
+        return TemplateError(f"{where}: the template sandbox refused: {exc.message}",
+                             node=where)
+    name = exc.name if isinstance(exc, _UndefinedName) else None
+    what = f"variable {name!r}" if name else "a variable"
+    return ChainInputError(f"{where}: template {what} is undefined ({exc.message})",
+                           missing=[name] if name else [], field=name, node=where)
+
+
+class Template:
+    """A compiled template: ``render(variables)`` gives the text.
+
+    Args:
+        source: jinja2 template text.
+        where: Who owns it (a chain or node name), for error messages.
+
+    Raises:
+        TemplateError: The template does not compile; the message has the line.
+    """
+
+    __slots__ = ("_render", "_template", "source", "variables", "where")
+
+    def __init__(self, source: str, *, where: str) -> None:
+        if not isinstance(source, str):
+            raise TemplateError(f"{where}: a template must be a string, got "
+                                f"{type(source).__name__}", node=where)
+        self.source = source
+        self.where = where
+        try:
+            self.variables: frozenset[str] = frozenset(
+                jinja2.meta.find_undeclared_variables(_ENV.parse(source)))
+            self._template = _ENV.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise _syntax_error("template", where, exc) from None
+        # Static text renders to itself: skip jinja2 entirely on the hot path.
+        self._render: Callable[[Mapping[str, Any]], str] | None = (
+            None if self.variables or "{" in source else (lambda _: source))
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        """The rendered text.
+
+        Raises:
+            ChainInputError: The template uses a variable (or attribute, or key) that
+                ``variables`` lacks; ``missing`` and ``field`` name it.
+            TemplateError: The sandbox refused an operation, or the output would pass
+                :data:`MAX_OUTPUT_CHARS`.
+        """
+        if self._render is not None:
+            return self._render(variables)
+        template = self._template
+        try:
+            parts: list[str] = []
+            size = 0
+            for part in template.root_render_func(template.new_context(dict(variables))):
+                size += len(part)
+                if size > MAX_OUTPUT_CHARS:
+                    raise SecurityError(
+                        f"the output passed the limit of {MAX_OUTPUT_CHARS:,} characters")
+                parts.append(part)
+        except UndefinedError as exc:
+            raise _undefined(self.where, exc) from None
+        except SecurityError as exc:
+            raise TemplateError(f"{self.where}: the template sandbox refused: {exc}",
+                                node=self.where) from None
+        return "".join(parts)
+
+
+class Expression:
+    """A compiled jinja2 expression such as ``score > 0.7 and not flagged``.
+
+    Args:
+        source: The expression, without ``{{ }}``.
+        where: Who owns it, for error messages.
+
+    Raises:
+        TemplateError: The expression does not compile.
+    """
+
+    __slots__ = ("_expression", "source", "variables", "where")
+
+    def __init__(self, source: str, *, where: str) -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise TemplateError(f"{where}: an expression must be a non-empty string, "
+                                f"got {source!r}", node=where)
+        self.source = source
+        self.where = where
+        try:
+            self.variables: frozenset[str] = frozenset(
+                jinja2.meta.find_undeclared_variables(_ENV.parse(f"{{{{ ({source}) }}}}")))
+            self._expression = _ENV.compile_expression(source, undefined_to_none=False)
+        except TemplateSyntaxError as exc:
+            raise _syntax_error("expression", where, exc) from None
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+    def __call__(self, variables: Mapping[str, Any]) -> Any:
+        """The expression's value over ``variables``.
+
+        Raises:
+            ChainInputError: The expression uses a name ``variables`` lacks.
+            TemplateError: The sandbox refused an operation.
+        """
+        try:
+            value = self._expression(**variables)
+            if isinstance(value, jinja2.Undefined):
+                value._fail_with_undefined_error()
+            return value
+        except UndefinedError as exc:
+            raise _undefined(self.where, exc) from None
+        except SecurityError as exc:
+            raise TemplateError(f"{self.where}: the expression sandbox refused: {exc}",
+                                node=self.where) from None
+
+
+def compile_template(source: str, *, where: str) -> Template:
+    """Compile ``source`` as a sandboxed template (see :class:`Template`)."""
+    return Template(source, where=where)
+
+
+def compile_expression(source: str, *, where: str) -> Expression:
+    """Compile ``source`` as a sandboxed expression (see :class:`Expression`)."""
+    return Expression(source, where=where)

@@ -1,0 +1,138 @@
+"""One prompt, one model call, one parsed answer: :class:`SimpleChain`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from chainweave.chains.base import Chain
+from chainweave.chains.context import RunContext
+from chainweave.chains.parsers import OutputParser, ParseFailure, TextParser, as_parser
+from chainweave.chains.prompt import PromptSpec, PromptTemplate
+from chainweave.errors import InputValidationError, InvalidRequestError, OutputParserError
+from chainweave.types import ChatModel, ChatRequest, ChatResponse, Message
+
+__all__ = ["PARAMETER_KEYS", "SimpleChain", "StructuredMode"]
+
+#: Inputs that set the request's parameters for one run (the seed's ``ChainInput`` shape:
+#: ``{"input": ..., "temperature": 0.7, "max_tokens": 100}``).
+PARAMETER_KEYS = frozenset({"model", "temperature", "max_tokens", "top_p", "top_k", "stop",
+                            "seed", "frequency_penalty", "presence_penalty"})
+
+StructuredMode = Literal["auto", "json_schema", "instructions"]
+
+_REPAIR = ("Your reply could not be used: {error}\n"
+           "Reply again with only the corrected output.")
+
+
+class SimpleChain(Chain):
+    """Render a prompt template, call the model, parse the answer.
+
+    Args:
+        name: The chain's name.
+        llm: Any :class:`~chainweave.types.ChatModel`: a provider, a
+            ``ProviderManager``, a ``Pipeline`` or a ``MockProvider``.
+        prompt: A jinja2 template string (one user message, e.g. ``"Complete this:
+            {{ input }}"``) or a list of role messages (see
+            :class:`~chainweave.chains.prompt.PromptTemplate`). Templates run in
+            jinja2's sandbox; an undefined variable is an error naming it.
+        output_key: Where the parsed answer goes in the outputs.
+        parser: ``"text"`` (default), ``"json"``, a pydantic model class, or an
+            :class:`~chainweave.chains.parsers.OutputParser`.
+        structured: How a structured answer is asked for. ``"json_schema"`` sends the
+            provider's ``response_format``; ``"instructions"`` puts the format in a
+            system message; ``"auto"`` sends the ``response_format`` and switches to
+            instructions for good if the provider rejects it. Either way an answer
+            that does not parse gets one repair round: the error goes back to the
+            model, and a second failure raises
+            :class:`~chainweave.errors.OutputParserError`.
+        model: The model to ask; the ``llm``'s default when left out.
+        description: What the chain does.
+        **params: Request parameters (``temperature``, ``max_tokens``, ``top_p``,
+            ``stop``, ...). Inputs named like a parameter (see :data:`PARAMETER_KEYS`)
+            override them for one run.
+
+    Raises:
+        InputValidationError: A parameter is not a request field or is out of range.
+        TemplateError: The prompt does not compile.
+    """
+
+    def __init__(self, name: str, llm: ChatModel, prompt: PromptSpec, *,
+                 output_key: str = "result", parser: object = None,
+                 structured: StructuredMode = "auto", model: str | None = None,
+                 description: str = "", **params: Any) -> None:
+        self.prompt = PromptTemplate(prompt, where=name)
+        super().__init__(name, description=description, input_keys=sorted(self.prompt.variables),
+                         output_keys=(output_key,))
+        if structured not in ("auto", "json_schema", "instructions"):
+            raise InputValidationError(f"{name}: structured must be auto, json_schema or "
+                                       f"instructions, got {structured!r}", field="structured")
+        self.llm = llm
+        self.output_key = output_key
+        self.parser: OutputParser = as_parser(parser, where=name)
+        self.structured: StructuredMode = structured
+        self._format = self.parser.response_format()
+        self._instructions = self.parser.instructions()
+        self.params: dict[str, Any] = {"model": model, **params} if model else dict(params)
+        self._request({"messages": [Message(role="user", content=".")]}, {})  # validate now
+
+    def _request(self, base: dict[str, Any], inputs: Mapping[str, Any]) -> ChatRequest:
+        fields = {**self.params, **base}
+        if not PARAMETER_KEYS.isdisjoint(inputs):
+            fields.update((key, inputs[key]) for key in PARAMETER_KEYS if key in inputs)
+        try:
+            return ChatRequest(**fields)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"])) or "request"
+            raise InputValidationError(f"{self.name}: request parameter {where}: "
+                                       f"{error['msg']}", field=where, node=self.name) from None
+
+    async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+        messages = self.prompt.messages(inputs)
+        base: dict[str, Any] = {"messages": messages,
+                                "metadata": {"chain": self.name, "run_id": ctx.run_id}}
+        use_schema = self._format is not None and self.structured != "instructions"
+        if self._instructions and not use_schema:
+            messages.insert(0, Message(role="system", content=self._instructions))
+        elif use_schema:
+            base["response_format"] = self._format
+        request = self._request(base, inputs)
+        response = await self._ask(request, ctx)
+        if isinstance(self.parser, TextParser):
+            return {self.output_key: response.content}
+        return {self.output_key: await self._parse(request, response, ctx)}
+
+    async def _ask(self, request: ChatRequest, ctx: RunContext) -> ChatResponse:
+        try:
+            return await ctx.chat(self.llm, request)
+        except InvalidRequestError as exc:
+            if (self.structured != "auto" or request.response_format is None
+                    or "response_format" not in f"{exc.field} {exc.message}"):
+                raise
+        # The provider has no structured output: ask with instructions from now on.
+        self.structured = "instructions"
+        messages = [Message(role="system", content=self._instructions or ""),
+                    *request.messages]
+        return await ctx.chat(self.llm, request.model_copy(
+            update={"messages": messages, "response_format": None}))
+
+    async def _parse(self, request: ChatRequest, response: ChatResponse,
+                     ctx: RunContext) -> Any:
+        try:
+            return self.parser.parse(response.content)
+        except ParseFailure as exc:
+            first = str(exc)
+        repair = request.model_copy(update={"messages": [
+            *request.messages, Message(role="assistant", content=response.content or " "),
+            Message(role="user", content=_REPAIR.format(error=first))]})
+        second = await ctx.chat(self.llm, repair)
+        try:
+            return self.parser.parse(second.content)
+        except ParseFailure as exc:
+            raise OutputParserError(
+                f"{self.name}: the answer did not parse after a repair round: {exc}",
+                node=self.name, details={"errors": [first, str(exc)], "attempts": 2}) from None
+
