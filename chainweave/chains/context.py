@@ -250,7 +250,11 @@ class RunContext:
         text delta sent as a :class:`TokenEvent`; the result is the same response.
         """
         if not (self.streaming if stream is None else stream):
-            response = await llm.chat(request)
+            try:
+                response = await llm.chat(request)
+            except BaseException:
+                self.add_usage(None)  # a failed call still counts as a call
+                raise
             self.add_usage(response.usage)
             return response
         accumulated = StreamAccumulator()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
-from pydantic import ValidationError
-
 from chainweave._internal.templates import Template
 from chainweave.errors import ChainInputError, InputValidationError
 from chainweave.types import Message
@@ -103,10 +101,9 @@ class PromptTemplate:
         try:
             return [item if isinstance(item, Message) else Message.model_validate(item)
                     for item in value]
-        except ValidationError as exc:
+        except InputValidationError as exc:
             raise ChainInputError(f"{self.where}: placeholder {name!r} holds a malformed "
-                                  f"message: {exc.errors()[0]['msg']}", field=name,
-                                  node=self.where) from None
+                                  f"message: {exc.message}", field=name, node=self.where) from None
 
 
 def _role_and_content(where: str, index: int, item: object) -> tuple[str, str]:

@@ -38,7 +38,7 @@ class SequentialChain(Chain):
     def __init__(self, name: str, steps: Sequence[Chain], *,
                  output_keys: Iterable[str] | None = None, return_all: bool = False,
                  description: str = "", piped: bool = False) -> None:
-        steps = list(steps)
+        steps = list(steps) if isinstance(steps, Sequence) else []
         if not steps or not all(isinstance(step, Chain) for step in steps):
             raise InputValidationError(f"{name}: steps must be a non-empty list of chains, "
                                        f"got {steps!r}", field="steps", node=name)

