@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench bench-chains clean
 
 install: $(STAMP)
 
@@ -32,12 +32,20 @@ pytest: install
 	$(BIN)/pytest -q
 
 ## bench: performance figures as JSON (not part of the test run)
-bench: install
+bench: install bench-chains
 	$(BIN)/python benchmarks/bench_openai_adapter.py
 	$(BIN)/python benchmarks/bench_manager_overhead.py
 	$(BIN)/python benchmarks/bench_pipeline_overhead.py
 	$(BIN)/python benchmarks/bench_injection_detection.py
 	$(BIN)/python benchmarks/bench_pii_detection.py
 
+## bench-chains: chainweave vs LangChain LCEL vs plain Python; LCEL lives in its own venv
+BENCH_VENV := benchmarks/.venv
+bench-chains:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . 'langchain-core>=0.3'
+	$(BENCH_VENV)/bin/python benchmarks/chains.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

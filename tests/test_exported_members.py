@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-PACKAGES = ["chainweave", "chainweave.pipeline", "chainweave.providers", "chainweave.testing"]
+PACKAGES = ["chainweave", "chainweave.chains", "chainweave.memory", "chainweave.pipeline",
+            "chainweave.providers", "chainweave.testing"]
 
 
 def _public(module: types.ModuleType) -> set[str]:
@@ -41,6 +42,10 @@ def test_all_is_sorted_and_complete(name: str) -> None:
                         "Usage", "ToolCall", "Settings", "estimate_tokens"]),
         ("chainweave.providers", ["OpenAIProvider", "AnthropicProvider", "AzureOpenAIProvider",
                                   "OpenRouterProvider", "OpenAICompatibleProvider", "from_env"]),
+        ("chainweave.chains", ["SimpleChain", "SequentialChain", "ParallelChain",
+                               "ConditionalChain", "ConversationalChain", "TransformChain",
+                               "RunConfig", "RetryPolicy", "AgentChain", "chain", "tool"]),
+        ("chainweave.memory", ["InMemoryMemory", "ConversationMemory"]),
         ("chainweave.testing", ["MockProvider", "FunctionProvider", "RecordingModel",
                                 "ReplayModel", "capture_spans"]),
     ],

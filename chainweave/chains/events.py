@@ -7,13 +7,16 @@ chain's events from its parent's. ``to_dict()`` gives a JSON-ready form for SSE.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeAlias
+
+from pydantic import BaseModel
 
 from chainweave.errors import ChainweaveError
 from chainweave.types import StreamError, Usage
 
-__all__ = ["ChainEnd", "ChainEvent", "ChainStart", "ErrorEvent", "TokenEvent"]
+__all__ = ["ChainEnd", "ChainEvent", "ChainStart", "ErrorEvent", "TokenEvent", "jsonable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class ChainStart(_Event):
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def _fields(self) -> dict[str, Any]:
-        return {"inputs": self.inputs}
+        return {"inputs": jsonable(self.inputs)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,7 @@ class ChainEnd(_Event):
     elapsed_ms: float = 0.0
 
     def _fields(self) -> dict[str, Any]:
-        return {"outputs": self.outputs, "usage": self.usage.model_dump(),
+        return {"outputs": jsonable(self.outputs), "usage": self.usage.model_dump(),
                 "elapsed_ms": self.elapsed_ms}
 
 
@@ -97,3 +100,19 @@ class ErrorEvent(_Event):
 
 
 ChainEvent: TypeAlias = ChainStart | ChainEnd | TokenEvent | ErrorEvent
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as data ``json.dumps`` accepts: pydantic models dumped, exceptions as
+    their structured error, containers walked, anything else as its ``str``."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, BaseException):
+        return StreamError.from_exception(value).model_dump(exclude_none=True)
+    return str(value)

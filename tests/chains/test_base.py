@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from chainweave.chains import (
     Chain,
@@ -410,3 +412,17 @@ async def test_failed_chain_span_records_the_error() -> None:
     (span,) = spans
     assert not span.status.is_ok
     assert span.events[0].name == "exception"
+
+
+async def test_event_dicts_serialise_models_and_errors() -> None:
+    """Outputs holding pydantic models or exceptions still give JSON-ready event dicts."""
+    class Point(BaseModel):
+        x: int
+
+    odd = TransformChain("odd", lambda d: {"p": Point(x=1), "err": RateLimitError("slow"),
+                                           "when": {1, 2}}, output_keys=["p", "err", "when"])
+    events = [event.to_dict() async for event in odd.stream({})]
+    decoded = json.loads(json.dumps(events[-1]))
+    assert decoded["outputs"]["p"] == {"x": 1}
+    assert decoded["outputs"]["err"]["error_type"] == "rate_limit_error"
+    assert sorted(decoded["outputs"]["when"]) == [1, 2]

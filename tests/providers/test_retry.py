@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainweave.errors import InputValidationError
+from chainweave.errors import (
+    AuthenticationError,
+    InputValidationError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
 from chainweave.providers.retry import RetryPolicy
 
 STEADY = RetryPolicy(jitter=False)
@@ -18,7 +23,7 @@ STEADY = RetryPolicy(jitter=False)
 
 def test_defaults() -> None:
     """The defaults are three attempts, 0.5 s doubling to 30 s, a 60 s deadline, jitter."""
-    assert dataclasses.astuple(RetryPolicy()) == (3, 0.5, 30.0, 60.0, True)
+    assert dataclasses.astuple(RetryPolicy()) == (3, 0.5, 30.0, 60.0, True, None)
 
 
 def test_without_jitter_waits_double() -> None:
@@ -158,3 +163,20 @@ def test_policy_is_frozen() -> None:
     policy = RetryPolicy()
     with pytest.raises(dataclasses.FrozenInstanceError):
         policy.max_attempts = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (RateLimitError("slow"), True), (ProviderUnavailableError("down"), True),
+    (AuthenticationError("key"), False), (TimeoutError(), True), (ConnectionResetError(), True),
+    (ValueError("bug"), False), (RateLimitError("told not to", retryable=False), False),
+])
+def test_should_retry_by_default_follows_retryable(error: Exception, expected: bool) -> None:
+    """Without ``retry_on``: retryable chainweave errors and transient built-ins only."""
+    assert RetryPolicy().should_retry(error) is expected
+
+
+def test_should_retry_with_retry_on_takes_exactly_those_types() -> None:
+    """``retry_on`` replaces the default rule with the listed types."""
+    policy = RetryPolicy(retry_on=(KeyError,))
+    assert policy.should_retry(KeyError("k"))
+    assert not policy.should_retry(RateLimitError("slow"))
