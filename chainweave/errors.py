@@ -15,6 +15,9 @@ Every error a user can see comes from here::
         ├── NoRouteError                a conditional chain found no route and has no default
         ├── QuorumError                 a parallel chain's quorum can no longer be reached
         ├── MaxIterationsError          a tool-calling agent hit max_iterations
+        ├── StoreError                  a memory, checkpoint or key-value store failed
+        │   ├── StoreCorruptedError     a database file is corrupt, foreign, or too new
+        │   └── SchemaVersionError      a checkpoint's state schema differs, with no migration
         ├── SecurityViolationError      the pipeline blocked a request or response (rule ids)
         ├── IdempotencyConflictError    a request_id reused with a different payload (409)
         └── ProviderError               a model provider failed (HTTP status when it applies)
@@ -72,7 +75,10 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "SecurityViolationError",
+    "SchemaVersionError",
     "SetupError",
+    "StoreCorruptedError",
+    "StoreError",
     "StreamInterruptedError",
     "TemplateError",
     "error_for_status",
@@ -271,6 +277,32 @@ class MaxIterationsError(ExecutionError):
 
     error_type = "max_iterations"
     error_code = "MAX_ITERATIONS"
+
+
+class StoreError(ExecutionError):
+    """A memory, checkpoint or key-value store could not do what was asked.
+
+    ``details`` holds ``store`` (the backend) and, for files, ``path``.
+    """
+
+    error_type = "store_error"
+    error_code = "STORE_ERROR"
+
+
+class StoreCorruptedError(StoreError):
+    """A database file is corrupt, belongs to another program, or was written by a newer
+    chainweave. The file is left exactly as it was: never recreated over the user's data."""
+
+    error_type = "store_corrupted"
+    error_code = "STORE_CORRUPTED"
+
+
+class SchemaVersionError(StoreError):
+    """A checkpoint was written under another state-schema version and no registered
+    migration leads from it to the one asked for. ``details`` holds both versions."""
+
+    error_type = "schema_version_mismatch"
+    error_code = "SCHEMA_VERSION_MISMATCH"
 
 
 class SecurityViolationError(ExecutionError):

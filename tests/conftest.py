@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.redis_server import redis_server, redis_url
 from tests.stubserver import StubServer
+
+__all__ = ["redis_server", "redis_url", "stub"]
 
 
 @pytest.fixture
