@@ -154,11 +154,11 @@ class SQLiteDatabase:
         conn = sqlite3.connect(target, timeout=self.busy_timeout, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self._claim(conn)  # before anything that writes to the file
             if not self._memory:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            self._claim(conn)
         except BaseException:
             conn.close()
             raise
