@@ -1,11 +1,12 @@
 """jinja2 templates and expressions, always in the sandbox, with a cap on what they build.
 
 Templates come from code and from YAML files alike, so every one of them runs in
-jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment`. The sandbox alone
-still lets ``{{ 'a' * 50000000 }}`` allocate 50 MB, so string and list repetition and
-powers are checked before they run, and rendering stops once the output passes
-:data:`MAX_OUTPUT_CHARS`. A variable the template uses but was not given is a
-:class:`~chainweave.errors.ChainInputError` naming it, never an empty string.
+:class:`~chainweave._internal.sandbox.Sandbox`: jinja2's immutable sandbox, plus size
+checks before any operation that could build a huge value, and rendering stops once
+the output passes :data:`MAX_OUTPUT_CHARS`. A variable the template uses but was not
+given is a :class:`~chainweave.errors.ChainInputError` naming it, never an empty
+string; any other failure while rendering is a :class:`~chainweave.errors.TemplateError`
+naming the template's owner.
 """
 
 from __future__ import annotations
@@ -17,19 +18,16 @@ import jinja2
 import jinja2.meta
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from chainweave._internal.sandbox import MAX_CHARS, Sandbox
 from chainweave.errors import ChainInputError, TemplateError
 
 __all__ = ["MAX_OUTPUT_CHARS", "Expression", "Template", "compile_expression",
            "compile_template"]
 
-#: The most characters one rendering may produce, and one repetition may build (about a
-#: million tokens: more than any model's context window).
-MAX_OUTPUT_CHARS = 4_000_000
-#: The largest exponent ``**`` accepts; ``10 ** 10 ** 10`` would hang the process.
-_MAX_EXPONENT = 1_000
+#: The most characters one rendering may produce (about a million tokens: more than any
+#: model's context window).
+MAX_OUTPUT_CHARS = MAX_CHARS
 
 
 class _UndefinedName(UndefinedError):
@@ -60,30 +58,27 @@ for _name in ("__str__", "__iter__", "__len__", "__bool__", "__eq__", "__ne__", 
         setattr(_StrictUndefined, _name, _StrictUndefined._fail_with_undefined_error)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, plus size checks on ``*`` and ``**`` before they allocate."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (isinstance(seq, str | list | tuple | bytes) and isinstance(times, int)
-                        and len(seq) * times > MAX_OUTPUT_CHARS):
-                    raise SecurityError(
-                        f"repetition would build {len(seq) * times:,} items, "
-                        f"over the limit of {MAX_OUTPUT_CHARS:,}")
-        elif operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is over the limit of {_MAX_EXPONENT}")
-        return super().call_binop(context, operator, left, right)
-
-
-_ENV = _Sandbox(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV = Sandbox(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _syntax_error(kind: str, where: str, exc: TemplateSyntaxError) -> TemplateError:
     return TemplateError(f"{where}: the {kind} does not compile: {exc.message} "
                          f"(line {exc.lineno})", node=where, details={"line": exc.lineno})
+
+
+#: What evaluating a template over bad values can raise, besides jinja2's own errors.
+_RENDER_ERRORS = (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError,
+                  LookupError, RecursionError)
+
+
+def _render_error(where: str, kind: str, exc: Exception) -> ChainInputError | TemplateError:
+    """The chainweave error for a failure while rendering or evaluating."""
+    if isinstance(exc, UndefinedError):
+        return _undefined(where, exc)
+    if isinstance(exc, SecurityError):
+        return TemplateError(f"{where}: the {kind} sandbox refused: {exc}", node=where)
+    return TemplateError(f"{where}: the {kind} failed: {type(exc).__name__}: {exc}",
+                         node=where, details={"error": type(exc).__name__})
 
 
 def _undefined(where: str, exc: UndefinedError) -> ChainInputError | TemplateError:
@@ -150,11 +145,8 @@ class Template:
                     raise SecurityError(
                         f"the output passed the limit of {MAX_OUTPUT_CHARS:,} characters")
                 parts.append(part)
-        except UndefinedError as exc:
-            raise _undefined(self.where, exc) from None
-        except SecurityError as exc:
-            raise TemplateError(f"{self.where}: the template sandbox refused: {exc}",
-                                node=self.where) from None
+        except _RENDER_ERRORS as exc:
+            raise _render_error(self.where, "template", exc) from None
         return "".join(parts)
 
 
@@ -209,7 +201,7 @@ class Expression:
         TemplateError: The expression does not compile.
     """
 
-    __slots__ = ("_expression", "source", "variables", "where")
+    __slots__ = ("_template", "source", "variables", "where")
 
     def __init__(self, source: str, *, where: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -218,9 +210,12 @@ class Expression:
         self.source = source
         self.where = where
         try:
+            _ENV.compile_expression(source)  # the strict check: one expression, nothing more
             self.variables: frozenset[str] = frozenset(
                 jinja2.meta.find_undeclared_variables(_ENV.parse(f"{{{{ ({source}) }}}}")))
-            self._expression = _ENV.compile_expression(source, undefined_to_none=False)
+            # What compile_expression builds, evaluated here with the variables as a dict
+            # (its keyword-argument call breaks on a variable called ``self``).
+            self._template = _ENV.from_string(f"{{% set result = ({source}) %}}")
         except TemplateSyntaxError as exc:
             raise _syntax_error("expression", where, exc) from None
 
@@ -232,18 +227,23 @@ class Expression:
 
         Raises:
             ChainInputError: The expression uses a name ``variables`` lacks.
-            TemplateError: The sandbox refused an operation.
+            TemplateError: The sandbox refused an operation, the value is over
+                :data:`MAX_OUTPUT_CHARS`, or evaluating failed (a type error, a
+                division by zero).
         """
+        template = self._template
         try:
-            value = self._expression(**variables)
+            context = template.new_context(dict(variables))
+            for _ in template.root_render_func(context):
+                pass
+            value = context.vars["result"]
             if isinstance(value, jinja2.Undefined):
                 value._fail_with_undefined_error()
+            if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"the value passed the limit of {MAX_OUTPUT_CHARS:,}")
             return value
-        except UndefinedError as exc:
-            raise _undefined(self.where, exc) from None
-        except SecurityError as exc:
-            raise TemplateError(f"{self.where}: the expression sandbox refused: {exc}",
-                                node=self.where) from None
+        except _RENDER_ERRORS as exc:
+            raise _render_error(self.where, "expression", exc) from None
 
 
 def compile_template(source: str, *, where: str) -> Template:

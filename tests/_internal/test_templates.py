@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import jinja2
 import pytest
 from hypothesis import given
@@ -58,16 +60,51 @@ def test_syntax_error_names_owner_and_line() -> None:
     assert "summarize" in str(caught.value)
 
 
-@pytest.mark.parametrize("source", [
+_RUNAWAY = [
     "{{ 'a' * 50000000 }}",
     "{{ [1] * 50000000 }}",
-    "{{ 2 ** 100000 }}",
+    "{{ ((10 ** 1000) ** 1000) ** 10 }}",
     "{% for i in range(99999) %}{{ 'abcdefghij' * 50 }}{% endfor %}",
+    "{{ '%0300000000d' % 1 }}",
+    "{{ 'x' | center(300000000) }}",
+    "{{ 'x'.center(300000000) }}",
+    "{{ 'x'.rjust(300000000) }}",
+    "{{ '{:>300000000}'.format(1) }}",
+    "{{ 'x' | indent(300000000) }}",
+    "{% set s = 'a' * 3000000 %}{{ s ~ s }}",
+    "{% set s = 'a' * 3000000 %}{{ s + s }}",
+    "{% set s = ['a' * 3000000] * 2 %}{{ s | join }}",
+    "{% set s = ['a' * 3000000] * 2 %}{{ ''.join(s) }}",
+    "{% set s = 'a' * 3000000 %}{{ s | replace('a', 'bb') }}",
+    "{% set s = 'a' * 3000000 %}{{ s.replace('a', 'bb') }}",
+    "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
+    "{{ lipsum(100000) }}",
+]
+
+
+@pytest.mark.parametrize("source", _RUNAWAY)
+def test_sandbox_refuses_runaway_output_before_allocating(source: str) -> None:
+    """Short templates that would build huge values are refused before they allocate."""
+    tracemalloc.start()
+    try:
+        with pytest.raises((TemplateError, ChainInputError)):
+            Template(source, where="c").render({})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 60_000_000
+
+
+@pytest.mark.parametrize("source", [
+    "{{ count + 1 }}", "{{ a / b }}", "{{ items.index(9) }}", "{{ 10 ** 5000 }}",
 ])
-def test_sandbox_refuses_runaway_output(source: str) -> None:
-    """Repetition, huge powers and runaway loops are refused before they exhaust memory."""
-    with pytest.raises(TemplateError, match="refused"):
-        Template(source, where="c").render({})
+def test_runtime_failures_are_template_errors(source: str) -> None:
+    """Type errors, division by zero and the like are TemplateErrors naming the owner."""
+    with pytest.raises(TemplateError, match="summarize") as caught:
+        Template(source, where="summarize").render({"count": "3", "a": 1, "b": 0,
+                                                    "items": [1]})
+    assert caught.value.node == "summarize"
 
 
 def test_sandbox_refuses_unsafe_attributes() -> None:
@@ -127,3 +164,29 @@ def test_expression_sandbox_refuses_unsafe_access() -> None:
     """Expressions run in the same sandbox."""
     with pytest.raises(TemplateError):
         Expression("x.__class__.__subclasses__()", where="route")({"x": 1})
+
+
+def test_expression_takes_any_variable_name() -> None:
+    """Inputs named like Python keywords of the call (``self``) do not break evaluation."""
+    assert Expression("flag", where="route")({"self": 1, "flag": True}) is True
+
+
+def test_expression_results_are_capped() -> None:
+    """An expression cannot build a value past the cap either."""
+    with pytest.raises(TemplateError):
+        Expression("'ab' * 3000000", where="route")({})
+
+
+def test_expression_runtime_failure_is_a_template_error() -> None:
+    """A division by zero in a condition is a TemplateError, not a raw ZeroDivisionError."""
+    with pytest.raises(TemplateError, match="ZeroDivisionError"):
+        Expression("a / b > 1", where="route")({"a": 1, "b": 0})
+
+
+def test_ordinary_templates_still_work_in_the_capped_sandbox() -> None:
+    """The caps leave normal formatting, joins and concatenation alone."""
+    template = Template("{{ '%-5s|' % name }}{{ items | join(', ') }} {{ a ~ '-' ~ b }} "
+                        "{{ '{:>4}'.format(n) }} {{ name.center(9, '*') }} {{ 2 ** 10 }}",
+                        where="c")
+    assert template.render({"name": "ab", "items": [1, 2], "a": "x", "b": "y", "n": 7}) == (
+        "ab   |1, 2 x-y    7 ****ab*** 1024")
