@@ -179,18 +179,28 @@ class SQLiteDatabase:
                 "Point the store at another file.", details={"path": str(self.path)})
 
     def _claim(self, conn: sqlite3.Connection) -> None:
-        """Mark a fresh database as chainweave's; refuse another program's."""
-        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
-        if app_id == APPLICATION_ID:
-            return
-        tables = [row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 5")]
-        if app_id != 0 or tables:
-            raise StoreCorruptedError(
-                f"{str(self.path)!r} belongs to another program (application_id "
-                f"{app_id:#x}, tables {tables}); it was left untouched. Point the store "
-                "at another file.", details={"path": str(self.path), "tables": tables})
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        """Mark a fresh database as chainweave's; refuse another program's.
+
+        Inside one write transaction, so two processes opening a new file at once
+        cannot see each other's half-made tables as a foreign database.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+            if app_id != APPLICATION_ID:
+                tables = [row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 5")]
+                if app_id != 0 or tables:
+                    raise StoreCorruptedError(
+                        f"{str(self.path)!r} belongs to another program (application_id "
+                        f"{app_id:#x}, tables {tables}); it was left untouched. Point the "
+                        "store at another file.",
+                        details={"path": str(self.path), "tables": tables})
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _migrate(self, conn: sqlite3.Connection, component: str,
                  migrations: Sequence[Migration]) -> None:
