@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,33 +180,3 @@ def test_busy_timeout_is_validated(timeout: object) -> None:
     with pytest.raises(InputValidationError, match="busy_timeout"):
         SQLiteDatabase(":memory:", busy_timeout=timeout)  # type: ignore[arg-type]
 
-
-def test_concurrent_first_opens_of_a_new_file_all_succeed(tmp_path: Path) -> None:
-    """Several processes creating the same new database at once all open it."""
-    script = (
-        "import asyncio, sys\n"
-        "from chainweave.memory.sqlite import SQLiteDatabase\n"
-        "async def main():\n"
-        "    db = SQLiteDatabase(sys.argv[1])\n"
-        "    await db.ensure_schema('notes', ['CREATE TABLE notes (id INTEGER PRIMARY KEY)'])\n"
-        "    await db.aclose()\n"
-        "asyncio.run(main())\n")
-    for attempt in range(3):
-        path = tmp_path / f"race{attempt}.db"
-        procs = [subprocess.Popen([sys.executable, "-c", script, str(path)],
-                                  stderr=subprocess.PIPE) for _ in range(4)]
-        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
-        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-
-
-async def test_concurrent_first_opens_in_one_process(tmp_path: Path) -> None:
-    """Two stores opening the same new file at the same moment both succeed."""
-    for attempt in range(20):
-        first = SQLiteDatabase(tmp_path / f"same{attempt}.db")
-        second = SQLiteDatabase(tmp_path / f"same{attempt}.db")
-        try:
-            await asyncio.gather(first.ensure_schema("notes", SCHEMA),
-                                 second.ensure_schema("other", SCHEMA[:1]))
-        finally:
-            await first.aclose()
-            await second.aclose()
