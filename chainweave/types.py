@@ -526,6 +526,24 @@ class StreamError(_Model):
         return cls(error_type="internal_error", error_code="INTERNAL_ERROR",
                    message=redact(f"{type(exc).__name__}: {exc}"))
 
+    def to_exception(self, **context: Any) -> Exception:
+        """The chainweave error this describes, of its original class when known.
+
+        ``context`` (``provider``, ``model``, ``node``) is passed to the error.
+        """
+        from chainweave.errors import ChainweaveError, ExecutionError
+
+        classes: dict[str, type[ChainweaveError]] = {}
+        pending: list[type[ChainweaveError]] = [ChainweaveError]
+        while pending:
+            current = pending.pop()
+            classes.setdefault(current.error_type, current)
+            pending.extend(current.__subclasses__())
+        cls = classes.get(self.error_type, ExecutionError)
+        return cls(self.message, status_code=self.status_code, retryable=self.retryable,
+                   retry_after=self.retry_after, details={"error_code": self.error_code},
+                   **context)
+
 
 class StreamChunk(_Model):
     """One piece of a streamed completion.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -26,8 +26,19 @@ def _runner() -> asyncio.Runner:
     if runner is None:
         runner = asyncio.Runner()
         _local.runner = runner
-        atexit.register(runner.close)
+        # Closed when the thread is gone (or at exit for threads still alive), so
+        # short-lived worker threads do not each leave a loop and its descriptors.
+        weakref.finalize(threading.current_thread(), _close, runner)
     return runner
+
+
+def _close(runner: asyncio.Runner) -> None:
+    """Close a finished thread's runner; from inside another running loop, just its loop."""
+    try:
+        runner.close()
+    except RuntimeError:
+        with contextlib.suppress(Exception):
+            runner.get_loop().close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

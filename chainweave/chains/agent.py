@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from chainweave._internal.redact import redact
 from chainweave._internal.templates import Template
 from chainweave.chains.base import Chain, check_seconds
 from chainweave.chains.context import RunContext, check_concurrency
@@ -193,7 +194,7 @@ class AgentChain(Chain):
                     f"{', '.join(sorted(self.tools))}", field="name")
             return format_tool_result(await self._invoke(tool, call))
         except Exception as exc:  # any failure is the model's to read and recover from
-            return f"Error: {type(exc).__name__}: {exc}"
+            return redact(f"Error: {type(exc).__name__}: {exc}")
 
     async def _invoke(self, tool: FunctionTool, call: ToolCall) -> Any:
         if self.tool_timeout is None:

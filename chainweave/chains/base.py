@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from opentelemetry.trace import Status, StatusCode
 
+from chainweave._internal.redact import redact
 from chainweave._internal.sync import run_sync
 from chainweave._internal.tracing import tracer, tracing_enabled
 from chainweave.chains.context import (
@@ -43,13 +44,13 @@ from chainweave.errors import (
     ExecutionError,
     InputValidationError,
 )
-from chainweave.types import Usage
+from chainweave.types import ChatModel, Usage
 
 if TYPE_CHECKING:
     from chainweave.chains.sequential import SequentialChain
     from chainweave.providers.retry import RetryPolicy
 
-__all__ = ["Chain", "ChainRun", "Inputs", "check_seconds"]
+__all__ = ["Chain", "ChainRun", "Inputs", "check_model", "check_seconds"]
 
 #: What ``run`` accepts: a mapping of inputs, or one bare value for a one-input chain.
 Inputs = Mapping[str, Any] | Any
@@ -215,6 +216,8 @@ class Chain(ABC):
             raise InputValidationError(f"{self.name}: batch max_concurrency {problem}",
                                        field="max_concurrency", node=self.name)
         items = [self.coerce_inputs(item, {}) for item in inputs]
+        if not items:
+            return []
         for index, item in enumerate(items):
             self.check_inputs(item, where=f"batch item {index}")
         base = replace(config, run_id=None) if config is not None else None
@@ -309,7 +312,7 @@ class Chain(ABC):
             place = f" ({where})" if where else ""
             raise ChainInputError(
                 f"{self.name}{place}: missing input{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(map(repr, missing))}; got {sorted(inputs) or 'none'}",
+                f"{', '.join(map(repr, missing))}; got {sorted(map(str, inputs)) or 'none'}",
                 missing=missing, field=missing[0], node=self.name)
 
     async def _top(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -322,18 +325,20 @@ class Chain(ABC):
         except TimeoutError as exc:
             if not scope.expired():
                 raise
-            raise ChainTimeoutError(f"run of chain {self.name!r} timed out after {timeout}s",
-                                    node=self.name, details={"timeout": timeout}) from exc
+            error = ChainTimeoutError(f"run of chain {self.name!r} timed out after {timeout}s",
+                                      node=self.name, details={"timeout": timeout})
+            ctx.report(error)
+            raise error from exc
 
     async def _execute(self, inputs: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
         """Check inputs, then ``_call`` inside this chain's span and events."""
         values = inputs if isinstance(inputs, dict) else dict(inputs)
-        self.check_inputs(values)
         streaming = ctx.streaming
         if streaming:
             ctx.emit(ChainStart(ctx.run_id, self.name, ctx.path, dict(values)))
             started = time.perf_counter()
         try:
+            self.check_inputs(values)
             if ctx.tracing:
                 outputs = await self._traced(values, ctx)
             else:
@@ -359,8 +364,10 @@ class Chain(ABC):
             try:
                 outputs = await self._call(inputs, ctx)
             except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                description = redact(f"{type(exc).__name__}: {exc}")
+                span.add_event("exception", {"exception.type": type(exc).__name__,
+                                             "exception.message": redact(str(exc))})
+                span.set_status(Status(StatusCode.ERROR, description))
                 raise
             if ctx.llm_calls:
                 span.set_attributes({"gen_ai.usage.input_tokens": ctx.prompt_tokens,
@@ -431,6 +438,20 @@ async def _gather_fail_fast(coroutines: list[Any]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def check_model(owner: str, llm: object) -> ChatModel:
+    """``llm`` if it speaks the :class:`~chainweave.types.ChatModel` protocol.
+
+    Raises:
+        InputValidationError: It lacks a callable ``chat`` or ``stream``.
+    """
+    if not (callable(getattr(llm, "chat", None)) and callable(getattr(llm, "stream", None))):
+        raise InputValidationError(
+            f"{owner}: llm must be a ChatModel (a provider, ProviderManager, Pipeline or "
+            f"MockProvider with chat() and stream()), got {type(llm).__name__}",
+            field="llm", node=owner)
+    return llm  # type: ignore[return-value]
 
 
 def check_seconds(owner: str, what: str, value: object) -> float | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainweave.chains.events import ChainEvent, ErrorEvent, TokenEvent
-from chainweave.errors import ExecutionError, InputValidationError
+from chainweave.errors import InputValidationError
 from chainweave.streaming import StreamAccumulator
 from chainweave.types import ChatModel, ChatRequest, ChatResponse, Usage
 
@@ -262,12 +262,8 @@ class RunContext:
         try:
             async for chunk in chunks:
                 if chunk.error is not None:
-                    error = chunk.error
-                    raise ExecutionError(error.message, retryable=error.retryable,
-                                         status_code=error.status_code,
-                                         retry_after=error.retry_after,
-                                         details={"error_type": error.error_type,
-                                                  "error_code": error.error_code})
+                    raise chunk.error.to_exception(provider=chunk.provider,
+                                                   model=chunk.model or request.model)
                 accumulated.add(chunk)
                 if chunk.delta:
                     self.emit(TokenEvent(self.run_id, self.chain, self.path, chunk.delta))

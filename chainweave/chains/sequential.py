@@ -61,11 +61,17 @@ class SequentialChain(Chain):
         self.steps = steps
         self.return_all = return_all
         self.piped = piped
+        # A last step that declares no outputs returns whatever it returns.
+        self._last_as_is = output_keys is None and not return_all and not chosen
 
     async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         values = dict(inputs)
+        outputs: dict[str, Any] = {}
         for step in self.steps:
-            values.update(await step.call(values, ctx))
+            outputs = await step.call(values, ctx)
+            values.update(outputs)
         if self.return_all:
             return values
+        if self._last_as_is:
+            return outputs
         return {key: values[key] for key in self.output_keys}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from chainweave.chains.base import Chain
+from chainweave.chains.base import Chain, check_model
 from chainweave.chains.context import RunContext
 from chainweave.chains.parsers import OutputParser, ParseFailure, TextParser, as_parser
 from chainweave.chains.prompt import PromptSpec, PromptTemplate
@@ -47,27 +47,46 @@ class SimpleChain(Chain):
             model, and a second failure raises
             :class:`~chainweave.errors.OutputParserError`.
         model: The model to ask; the ``llm``'s default when left out.
+        input_params: Which inputs may set request parameters for one run (the seed's
+            ``{"input": ..., "temperature": 0.7, "max_tokens": 100}``): all of
+            :data:`PARAMETER_KEYS` when left out, none with ``()``. A name the prompt
+            uses as a variable is always a variable, never a parameter. Narrow this
+            when inputs come from end users who should not choose the model.
         description: What the chain does.
         **params: Request parameters (``temperature``, ``max_tokens``, ``top_p``,
-            ``stop``, ...). Inputs named like a parameter (see :data:`PARAMETER_KEYS`)
-            override them for one run.
+            ``stop``, ``metadata``, ...).
 
     Raises:
-        InputValidationError: A parameter is not a request field or is out of range.
+        InputValidationError: ``llm`` is not a chat model, a parameter is not a request
+            field or is out of range, or ``messages``/``tools`` are given (the prompt
+            makes the messages; tool calling is :class:`AgentChain`'s).
         TemplateError: The prompt does not compile.
     """
 
     def __init__(self, name: str, llm: ChatModel, prompt: PromptSpec, *,
                  output_key: str = "result", parser: object = None,
                  structured: StructuredMode = "auto", model: str | None = None,
-                 description: str = "", **params: Any) -> None:
+                 input_params: Iterable[str] | None = None, description: str = "",
+                 **params: Any) -> None:
         self.prompt = PromptTemplate(prompt, where=name)
         super().__init__(name, description=description, input_keys=sorted(self.prompt.variables),
                          output_keys=(output_key,))
         if structured not in ("auto", "json_schema", "instructions"):
             raise InputValidationError(f"{name}: structured must be auto, json_schema or "
                                        f"instructions, got {structured!r}", field="structured")
-        self.llm = llm
+        refused = sorted({"messages", "tools"} & set(params))
+        if refused:
+            raise InputValidationError(f"{name}: {refused[0]} is not a SimpleChain parameter "
+                                       "(the prompt makes the messages; tools need AgentChain)",
+                                       field=refused[0], node=name)
+        self.llm = check_model(name, llm)
+        allowed = PARAMETER_KEYS if input_params is None else frozenset(input_params)
+        if not allowed <= PARAMETER_KEYS:
+            raise InputValidationError(
+                f"{name}: input_params {sorted(allowed - PARAMETER_KEYS)} are not request "
+                f"parameters ({sorted(PARAMETER_KEYS)})", field="input_params", node=name)
+        self.input_params = allowed - self.prompt.variables
+        self._metadata = dict(params.pop("metadata", None) or {})
         self.output_key = output_key
         self.parser: OutputParser = as_parser(parser, where=name)
         self.structured: StructuredMode = structured
@@ -78,10 +97,10 @@ class SimpleChain(Chain):
         self._base = self._request({"messages": [Message(role="user", content=".")]}, {})
 
     def _request(self, base: dict[str, Any], inputs: Mapping[str, Any]) -> ChatRequest:
-        if PARAMETER_KEYS.isdisjoint(inputs) and hasattr(self, "_base"):
+        if self.input_params.isdisjoint(inputs) and hasattr(self, "_base"):
             return self._base.model_copy(update=base)
         fields = {**self.params, **base}
-        fields.update((key, inputs[key]) for key in PARAMETER_KEYS if key in inputs)
+        fields.update((key, inputs[key]) for key in self.input_params if key in inputs)
         try:
             return ChatRequest(**fields)
         except InputValidationError as exc:
@@ -91,32 +110,34 @@ class SimpleChain(Chain):
 
     async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         messages = self.prompt.messages(inputs)
-        base: dict[str, Any] = {"messages": messages,
-                                "metadata": {"chain": self.name, "run_id": ctx.run_id}}
+        base: dict[str, Any] = {"messages": messages, "metadata": {
+            **self._metadata, "chain": self.name, "run_id": ctx.run_id}}
         use_schema = self._format is not None and self.structured != "instructions"
         if self._instructions and not use_schema:
             messages.insert(0, Message(role="system", content=self._instructions))
         elif use_schema:
             base["response_format"] = self._format
-        request = self._request(base, inputs)
-        response = await self._ask(request, ctx)
+        request, response = await self._ask(self._request(base, inputs), ctx)
         if isinstance(self.parser, TextParser):
             return {self.output_key: response.content}
         return {self.output_key: await self._parse(request, response, ctx)}
 
-    async def _ask(self, request: ChatRequest, ctx: RunContext) -> ChatResponse:
+    async def _ask(self, request: ChatRequest,
+                   ctx: RunContext) -> tuple[ChatRequest, ChatResponse]:
+        """The request actually answered, and its answer."""
         try:
-            return await ctx.chat(self.llm, request)
+            return request, await ctx.chat(self.llm, request)
         except InvalidRequestError as exc:
             if (self.structured != "auto" or request.response_format is None
                     or "response_format" not in f"{exc.field} {exc.message}"):
                 raise
-        # The provider has no structured output: ask with instructions from now on.
+        # The provider has no structured output: ask with instructions from now on
+        # (a flag that only ever goes one way, so concurrent runs may share it).
         self.structured = "instructions"
         messages = [Message(role="system", content=self._instructions or ""),
                     *request.messages]
-        return await ctx.chat(self.llm, request.model_copy(
-            update={"messages": messages, "response_format": None}))
+        fallback = request.model_copy(update={"messages": messages, "response_format": None})
+        return fallback, await ctx.chat(self.llm, fallback)
 
     async def _parse(self, request: ChatRequest, response: ChatResponse,
                      ctx: RunContext) -> Any:

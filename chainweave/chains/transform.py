@@ -56,6 +56,8 @@ class TransformChain(Chain):
             result = await asyncio.to_thread(self.fn, inputs)
         else:
             result = self.fn(inputs)
+        if inspect.isawaitable(result):  # a sync function that returned a coroutine
+            result = await result
         if not isinstance(result, dict):
             result = dict(result) if isinstance(result, Mapping) else result
         return result  # type: ignore[no-any-return]

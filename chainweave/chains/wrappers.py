@@ -7,12 +7,15 @@ attempts show up as that chain's spans, and errors keep naming the chain inside.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chainweave._internal.redact import redact
 from chainweave.chains.base import Chain, check_seconds
 from chainweave.chains.context import RunContext
+from chainweave.chains.events import ChainEnd
 from chainweave.errors import ChainTimeoutError, InputValidationError
 from chainweave.providers.retry import RetryPolicy
 
@@ -51,6 +54,14 @@ class RetryChain(_Wrapper):
         if policy is not None and kwargs:
             raise InputValidationError("with_retry: give a RetryPolicy or its fields, not both",
                                        field="policy")
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise InputValidationError(f"with_retry: policy must be a RetryPolicy, got "
+                                       f"{type(policy).__name__}", field="policy")
+        unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(RetryPolicy)})
+        if unknown:
+            raise InputValidationError(
+                f"with_retry: {unknown} are not RetryPolicy fields (max_attempts, base_delay, "
+                "max_delay, deadline, jitter, retry_on)", field=unknown[0])
         self.policy = policy if policy is not None else RetryPolicy(**kwargs)
 
     async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -100,19 +111,25 @@ class FallbackChain(_Wrapper):
         self.exceptions = exceptions
 
     async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             return await self.inner._execute(inputs, ctx)
         except self.exceptions as exc:
             errors: list[Exception] = [exc]
         for fallback in self.fallbacks:
             try:
-                return await fallback.call(inputs, ctx)
+                outputs = await fallback.call(inputs, ctx)
             except self.exceptions as exc:
                 errors.append(exc)
+                continue
+            # The inner chain's ChainStart gets its ChainEnd: the run did finish.
+            ctx.emit(ChainEnd(ctx.run_id, self.name, ctx.path, outputs, ctx.usage,
+                              (time.perf_counter() - started) * 1000.0))
+            return outputs
         last = errors[-1]
         for earlier in errors[:-1]:
-            last.add_note(f"chainweave: fallback failed before: {type(earlier).__name__}: "
-                          f"{earlier}")
+            last.add_note(redact(f"chainweave: fallback failed before: "
+                                 f"{type(earlier).__name__}: {earlier}"))
         raise last
 
 
@@ -134,5 +151,7 @@ class TimeoutChain(_Wrapper):
         except TimeoutError as exc:
             if not scope.expired():
                 raise
-            raise ChainTimeoutError(f"chain {self.name!r} timed out after {self.seconds}s",
-                                    node=self.name, details={"timeout": self.seconds}) from exc
+            error = ChainTimeoutError(f"chain {self.name!r} timed out after {self.seconds}s",
+                                      node=self.name, details={"timeout": self.seconds})
+            ctx.report(error)
+            raise error from exc

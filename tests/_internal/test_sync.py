@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import os
 import threading
 import warnings
 
@@ -109,3 +110,26 @@ def test_interrupt_cancels_the_task_and_lets_it_clean_up() -> None:
         run_sync(long_call())
     assert cleaned == ["closed"]
     assert run_sync(answer(3)) == 3
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_finished_threads_do_not_leak_loops() -> None:
+    """Short-lived threads calling run_sync leave no event loops or descriptors behind."""
+    def call_once() -> None:
+        assert run_sync(answer(1)) == 1
+
+    def batch(count: int) -> None:
+        threads = [threading.Thread(target=call_once) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gc.collect()
+
+    batch(5)
+    before = _open_descriptors()
+    batch(60)
+    assert _open_descriptors() - before < 10

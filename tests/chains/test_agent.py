@@ -196,6 +196,20 @@ async def test_tool_exception_goes_back_to_the_model() -> None:
     assert tool_messages(llm)[0].content == "Error: ValueError: boom"
 
 
+async def test_tool_errors_sent_to_the_model_are_redacted() -> None:
+    """A key in a tool's error message never reaches the model vendor."""
+    key = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+
+    def leaky() -> str:
+        raise RuntimeError(f"GET https://api.example.com?api_key={key} -> 401")
+
+    llm = MockProvider([calls(call("c1", "leaky", "{}")), "ok"])
+    await AgentChain("agent", llm, [leaky]).run("go")
+    content = str(tool_messages(llm)[0].content)
+    assert content.startswith("Error: RuntimeError")
+    assert key not in content
+
+
 async def test_unknown_tool_goes_back_as_error() -> None:
     """A call to a tool that does not exist is answered with an error naming the tools."""
     llm = MockProvider([calls(call("c1", "nope", "{}")), "ok"])

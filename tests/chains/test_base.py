@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ from chainweave.errors import (
     SetupError,
 )
 from chainweave.testing import MockProvider, MockReply, capture_spans
-from chainweave.types import Usage
+from chainweave.types import StreamChunk, StreamError, Usage
 
 
 class Echo(Chain):
@@ -263,14 +264,24 @@ async def test_stream_sends_one_error_event_then_raises() -> None:
 
 
 async def test_leaving_a_stream_early_cancels_the_run() -> None:
-    """Breaking out of ``stream`` cancels the chain's work."""
-    slow = Echo(delay=5)
-    async for event in slow.stream({"text": "x"}):
+    """Breaking out of ``stream`` cancels the chain's work at once."""
+    cancelled = asyncio.Event()
+
+    class Slow(Echo):
+        async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return {"echo": inputs["text"]}
+
+    stream = Slow().stream({"text": "x"})
+    async for event in stream:
         assert isinstance(event, ChainStart)
         break
-    await asyncio.sleep(0)
-    assert slow.started == 1
-    assert slow.finished == 0
+    await stream.aclose()
+    assert cancelled.is_set()
 
 
 async def test_event_dicts_are_json_ready() -> None:
@@ -426,3 +437,75 @@ async def test_event_dicts_serialise_models_and_errors() -> None:
     assert decoded["outputs"]["p"] == {"x": 1}
     assert decoded["outputs"]["err"]["error_type"] == "rate_limit_error"
     assert sorted(decoded["outputs"]["when"]) == [1, 2]
+
+
+async def test_error_chunks_in_a_stream_keep_their_class() -> None:
+    """An error delivered inside a stream is raised as its own class, as ``run`` would."""
+    async def failing_stream(request: Any) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk(delta="par")
+        yield StreamChunk(error=StreamError.from_exception(
+            RateLimitError("slow down", retry_after=3)), finish_reason="error")
+
+    llm = MockProvider()
+    llm.stream = failing_stream  # type: ignore[method-assign]
+    step = SimpleChain("ask", llm, "{{ q }}")
+
+    async def consume() -> None:
+        async for _ in step.stream("?"):
+            pass
+
+    with pytest.raises(RateLimitError) as caught:
+        await consume()
+    assert caught.value.retry_after == 3
+    assert caught.value.node == "ask"
+
+
+async def test_stream_reports_run_timeouts_and_missing_inputs() -> None:
+    """A run timeout and a missing input each end the stream with an ErrorEvent."""
+    timed = [event async for event in _events(Echo(delay=5), {"text": "x"},
+                                               RunConfig(timeout=0.05))]
+    assert isinstance(timed[-1], ErrorEvent)
+    assert timed[-1].error is not None
+    assert timed[-1].error.error_type == "chain_timeout"
+    missing = [event async for event in _events(Echo(), {})]
+    assert [type(e) for e in missing] == [ChainStart, ErrorEvent]
+
+
+async def _events(chain_: Chain, inputs: dict[str, Any],
+                  config: RunConfig | None = None) -> AsyncIterator[Any]:
+    """The events of a stream, stopping quietly at its error."""
+    try:
+        async for event in chain_.stream(inputs, config):
+            yield event
+    except Exception:
+        return
+
+
+async def test_top_level_fallback_ends_with_the_chains_own_end_event() -> None:
+    """When a fallback answers, the stream still ends with the chain's ChainEnd."""
+    guarded = Failing(RateLimitError("busy"), name="primary").with_fallbacks([Echo("backup")])
+    events = [event async for event in guarded.stream({"text": "x"})]
+    assert isinstance(events[-1], ChainEnd)
+    assert events[-1].path == ("primary",)
+    assert events[-1].outputs == {"echo": "x"}
+
+
+async def test_batch_of_nothing_is_nothing() -> None:
+    """An empty batch returns an empty list."""
+    assert await Echo().batch([]) == []
+
+
+async def test_non_string_input_keys_do_not_break_the_error() -> None:
+    """A missing-input error is still clear when the given keys are not all strings."""
+    with pytest.raises(ChainInputError, match="missing input 'text'"):
+        await Echo().run({1: "a", "b": 2})
+
+
+async def test_spans_do_not_carry_secrets() -> None:
+    """A key in a failing chain's error is redacted from its span."""
+    key = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+    with capture_spans() as spans, pytest.raises(RuntimeError):
+        await Failing(RuntimeError(f"upstream 401 for Bearer {key}")).run({"text": "x"})
+    (span,) = spans
+    assert key not in str(span.status.description)
+    assert all(key not in str(event.attributes) for event in span.events)

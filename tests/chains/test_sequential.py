@@ -146,3 +146,9 @@ async def test_in_place_updates_compose_too(picks: list[int], start: int) -> Non
     for pick in picks:
         expected = _FUNCTIONS[pick][1](expected)
     assert await SequentialChain("composed", steps).run({"v": start}) == {"v": expected}
+
+
+async def test_last_step_without_declared_outputs_returns_what_it_returns() -> None:
+    """A last step that declares no outputs still has its outputs returned."""
+    shout = TransformChain("shout", lambda d: {"text": d["x"].upper()})
+    assert await (_step("copy", "x", "x", str) | shout).run({"x": "hi"}) == {"text": "HI"}

@@ -142,3 +142,12 @@ async def test_decorated_blocking_function_runs_in_a_thread() -> None:
         return threading.get_ident()
 
     assert (await where.run({}))["where"] != loop_thread
+
+
+async def test_sync_function_returning_a_coroutine_is_awaited() -> None:
+    """A sync callable that returns a coroutine (a lambda over an async function) works."""
+    async def fetch(d: dict[str, Any]) -> dict[str, Any]:
+        return {"out": d["x"] * 2}
+
+    assert await TransformChain("t", lambda d: fetch(d), input_keys=["x"],
+                                output_keys=["out"]).run({"x": 2}) == {"out": 4}

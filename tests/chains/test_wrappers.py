@@ -183,3 +183,20 @@ def test_timeout_must_be_positive(seconds: Any) -> None:
     """A timeout must be a positive number of seconds."""
     with pytest.raises(InputValidationError, match="timeout"):
         flaky([])[0].with_timeout(seconds)
+
+
+@pytest.mark.parametrize(("args", "kwargs"), [((), {"attempts": 3}), (("three",), {})])
+def test_with_retry_arguments_are_checked(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A misspelt policy field or a non-policy is a clear error, not a TypeError."""
+    with pytest.raises(InputValidationError):
+        flaky([])[0].with_retry(*args, **kwargs)
+
+
+async def test_fallback_error_notes_are_redacted() -> None:
+    """Notes about earlier failures carry no keys."""
+    key = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+    first, _ = flaky([RuntimeError(f"Bearer {key}")])
+    second, _ = flaky([RuntimeError("second")])
+    with pytest.raises(RuntimeError, match="second") as caught:
+        await first.with_fallbacks([second]).run({})
+    assert all(key not in note for note in caught.value.__notes__)
