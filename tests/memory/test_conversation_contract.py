@@ -1,13 +1,16 @@
 """The conversation-memory contract every backend passes, then InMemoryMemory's own knobs.
 
 A new backend joins the contract by adding one ``pytest.param`` to :data:`MEMORIES`: a
-zero-argument factory of a fresh, empty store.
+factory that takes the test's request (for ``tmp_path`` and ``redis_url``) and the
+settings every backend shares (``max_messages``, ``ttl``, ``clock``), and returns a
+fresh, empty store.
 """
 
 from __future__ import annotations
 
 import importlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,22 +21,56 @@ from hypothesis import strategies as st
 from chainweave.errors import InputValidationError
 from chainweave.memory import ConversationMemory, InMemoryMemory, StoredMessage
 from chainweave.memory.base import MAX_SESSION_ID_CHARS, message_tokens
+from chainweave.memory.redis_memory import RedisMemory
+from chainweave.memory.sqlite_memory import SQLiteMemory
 from chainweave.types import Message, TextPart
+from tests.redis_server import unique_prefix
 
-MemoryFactory = Callable[[], ConversationMemory]
+MemoryFactory = Callable[..., ConversationMemory]
+
+
+def _inmemory(request: pytest.FixtureRequest, **settings: Any) -> ConversationMemory:
+    return InMemoryMemory(**settings)
+
+
+def _sqlite(request: pytest.FixtureRequest, **settings: Any) -> ConversationMemory:
+    tmp_path = request.getfixturevalue("tmp_path")
+    return SQLiteMemory(tmp_path / f"memory-{uuid.uuid4().hex}.db", **settings)
+
+
+def _redis(request: pytest.FixtureRequest, **settings: Any) -> ConversationMemory:
+    return RedisMemory(request.getfixturevalue("redis_url"), prefix=unique_prefix(),
+                       **settings)
+
 
 MEMORIES = [
-    pytest.param(InMemoryMemory, id="inmemory"),
+    pytest.param(_inmemory, id="inmemory"),
+    pytest.param(_sqlite, id="sqlite"),
+    pytest.param(_redis, id="redis"),
 ]
 
 
 @pytest.fixture(params=MEMORIES)
-async def memory(request: pytest.FixtureRequest) -> AsyncIterator[ConversationMemory]:
-    """A fresh, empty store of the parametrised backend, closed after the test."""
+async def make_memory(request: pytest.FixtureRequest
+                      ) -> AsyncIterator[Callable[..., ConversationMemory]]:
+    """Makes fresh, empty stores of the parametrised backend with the given settings
+    (``max_messages``, ``ttl``, ``clock``); each is closed after the test."""
     factory: MemoryFactory = request.param
-    store = factory()
-    yield store
-    await store.aclose()
+    made: list[ConversationMemory] = []
+
+    def make(**settings: Any) -> ConversationMemory:
+        made.append(factory(request, **settings))
+        return made[-1]
+
+    yield make
+    for store in made:
+        await store.aclose()
+
+
+@pytest.fixture
+def memory(make_memory: Callable[..., ConversationMemory]) -> ConversationMemory:
+    """A fresh, empty store of the parametrised backend, closed after the test."""
+    return make_memory()
 
 
 def _texts(items: list[StoredMessage]) -> list[str]:
@@ -227,6 +264,92 @@ async def test_aclose_can_be_called_twice(memory: ConversationMemory) -> None:
     await memory.aclose()
 
 
+# --- the settings every backend shares -------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_max_messages_keeps_the_newest_per_session(
+        make_memory: Callable[..., ConversationMemory]) -> None:
+    """max_messages trims each session to its newest N messages, seq unchanged."""
+    memory = make_memory(max_messages=3)
+    await memory.append("s", [Message.user(str(i)) for i in range(4)])
+    await memory.append("s", [Message.user("4")])
+    await memory.append("t", [Message.user("t")])
+    history = await memory.history("s")
+    assert _texts(history) == ["2", "3", "4"]
+    assert [item.seq for item in history] == [3, 4, 5]
+    assert _texts(await memory.history("t")) == ["t"]
+
+
+async def test_ttl_hides_and_drops_old_messages(
+        make_memory: Callable[..., ConversationMemory]) -> None:
+    """Messages older than ttl are not returned; an idle session expires whole."""
+    clock = FakeClock()
+    memory = make_memory(ttl=10, clock=clock)
+    await memory.append("s", [Message.user("old")])
+    clock.now += 5
+    await memory.append("s", [Message.user("new")])
+    clock.now += 5
+    assert _texts(await memory.history("s")) == ["old", "new"]
+    clock.now += 1
+    history = await memory.history("s")
+    assert _texts(history) == ["new"]
+    assert history[0].timestamp == 1_005.0
+    clock.now += 10
+    assert await memory.sessions() == []
+    (stored,) = await memory.append("s", [Message.user("fresh")])
+    assert stored.seq == 1
+
+
+async def test_ttl_applies_inside_limit_and_token_windows(
+        make_memory: Callable[..., ConversationMemory]) -> None:
+    """A window never brings back an expired message: it holds the newest live ones."""
+    clock = FakeClock()
+    memory = make_memory(ttl=10, clock=clock)
+    for text in ("a", "b", "c"):
+        await memory.append("s", [Message.user(text)])
+        clock.now += 4
+    # now 1012: "a" (1000) has expired, "b" (1004) and "c" (1008) are live
+    assert _texts(await memory.history("s", limit=3)) == ["b", "c"]
+    assert _texts(await memory.history("s", max_tokens=10_000)) == ["b", "c"]
+    assert _texts(await memory.history("s", limit=1)) == ["c"]
+
+
+async def test_clearing_an_expired_session_does_not_revive_it(
+        make_memory: Callable[..., ConversationMemory]) -> None:
+    """clear on a session idle past ttl leaves it gone; the next append starts at seq 1."""
+    clock = FakeClock()
+    memory = make_memory(ttl=10, clock=clock)
+    await memory.append("s", _turn("q", "a"))
+    clock.now += 11
+    await memory.clear("s")
+    assert await memory.sessions() == []
+    (stored,) = await memory.append("s", [Message.user("again")])
+    assert stored.seq == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_messages", 0), ("max_messages", 2.5), ("max_messages", True), ("ttl", 0),
+    ("ttl", -1), ("ttl", float("inf")), ("ttl", float("nan")), ("ttl", True),
+    ("ttl", "10"), ("clock", 3.0),
+])
+async def test_bad_settings_are_refused(make_memory: Callable[..., ConversationMemory],
+                                        field: str, value: object) -> None:
+    """A bad max_messages, ttl or clock raises InputValidationError naming it."""
+    with pytest.raises(InputValidationError) as info:
+        make_memory(**{field: value})
+    assert info.value.field == field
+
+
 # --- the contract as a property: any sequence of operations matches a dict of lists ----
 
 _SESSIONS = st.sampled_from(["a", "b"])
@@ -313,16 +436,6 @@ async def test_any_operation_sequence_matches_a_dict_of_lists(
 # --- InMemoryMemory ---------------------------------------------------------------------
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_memory_package_exports() -> None:
     """chainweave.memory exports exactly its three public names, sorted."""
     module = importlib.import_module("chainweave.memory")
@@ -340,37 +453,6 @@ async def test_least_recently_used_session_is_evicted() -> None:
     await memory.append("c", [Message.user("c")])
     assert await memory.sessions() == ["a", "c"]
     assert await memory.history("b") == []
-
-
-async def test_max_messages_keeps_the_newest_per_session() -> None:
-    """max_messages trims each session to its newest N messages, seq unchanged."""
-    memory = InMemoryMemory(max_messages=3)
-    await memory.append("s", [Message.user(str(i)) for i in range(4)])
-    await memory.append("s", [Message.user("4")])
-    await memory.append("t", [Message.user("t")])
-    history = await memory.history("s")
-    assert _texts(history) == ["2", "3", "4"]
-    assert [item.seq for item in history] == [3, 4, 5]
-    assert _texts(await memory.history("t")) == ["t"]
-
-
-async def test_ttl_hides_and_drops_old_messages() -> None:
-    """Messages older than ttl are not returned; an idle session expires whole."""
-    clock = FakeClock()
-    memory = InMemoryMemory(ttl=10, clock=clock)
-    await memory.append("s", [Message.user("old")])
-    clock.now += 5
-    await memory.append("s", [Message.user("new")])
-    clock.now += 5
-    assert _texts(await memory.history("s")) == ["old", "new"]
-    clock.now += 1
-    history = await memory.history("s")
-    assert _texts(history) == ["new"]
-    assert history[0].timestamp == 1_005.0
-    clock.now += 10
-    assert await memory.sessions() == []
-    (stored,) = await memory.append("s", [Message.user("fresh")])
-    assert stored.seq == 1
 
 
 @pytest.mark.parametrize(("field", "value"), [
