@@ -1,12 +1,37 @@
-"""Conversation memory: where a conversational chain keeps its history.
+"""Memory and persistence: conversations, graph checkpoints and a key-value store.
 
-:class:`ConversationMemory` is the interface that
-:class:`~chainweave.chains.conversational.ConversationalChain` uses;
-:class:`InMemoryMemory` keeps conversations in the process. Each message comes back as
-a :class:`StoredMessage` with its metadata, timestamp and per-session ``seq``.
+Three kinds of store, each behind one interface with the same backends:
+
+* :class:`ConversationMemory` (history per session, for
+  :class:`~chainweave.chains.ConversationalChain`): :class:`InMemoryMemory`,
+  :class:`SQLiteMemory`, :class:`RedisMemory`.
+* :class:`KeyValueStore` (long-term agent memory: namespace and key to a JSON value):
+  :class:`InMemoryStore`, :class:`SQLiteStore`, :class:`RedisStore`.
+
+SQLite is the embedded default (one file, WAL, safe across processes; see
+:class:`SQLiteDatabase`); Redis is the shared backend for several processes.
 """
 
 from chainweave.memory.base import ConversationMemory, StoredMessage
 from chainweave.memory.inmemory import InMemoryMemory
+from chainweave.memory.kv import Item, KeyValueStore
+from chainweave.memory.kv_memory import InMemoryStore
+from chainweave.memory.kv_redis import RedisStore
+from chainweave.memory.kv_sqlite import SQLiteStore
+from chainweave.memory.redis_memory import RedisMemory
+from chainweave.memory.sqlite import SQLiteDatabase
+from chainweave.memory.sqlite_memory import SQLiteMemory
 
-__all__ = ["ConversationMemory", "InMemoryMemory", "StoredMessage"]
+__all__ = [
+    "ConversationMemory",
+    "InMemoryMemory",
+    "InMemoryStore",
+    "Item",
+    "KeyValueStore",
+    "RedisMemory",
+    "RedisStore",
+    "SQLiteDatabase",
+    "SQLiteMemory",
+    "SQLiteStore",
+    "StoredMessage",
+]

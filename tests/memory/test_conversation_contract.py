@@ -436,13 +436,6 @@ async def test_any_operation_sequence_matches_a_dict_of_lists(
 # --- InMemoryMemory ---------------------------------------------------------------------
 
 
-def test_memory_package_exports() -> None:
-    """chainweave.memory exports exactly its three public names, sorted."""
-    module = importlib.import_module("chainweave.memory")
-    assert module.__all__ == ["ConversationMemory", "InMemoryMemory", "StoredMessage"]
-    assert all(hasattr(module, name) for name in module.__all__)
-
-
 async def test_least_recently_used_session_is_evicted() -> None:
     """Past max_sessions the session least recently read or written is dropped."""
     memory = InMemoryMemory(max_sessions=2)
