@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,9 +38,10 @@ class _Session:
 class InMemoryMemory:
     """A :class:`~chainweave.memory.ConversationMemory` in a dict, for one process.
 
-    Nothing survives the process, and processes do not share it. Every method runs
-    without awaiting anything, so concurrent tasks on one event loop never see a
-    half-done write; it is not meant to be shared between threads.
+    Nothing survives the process, and processes do not share it. One store may be
+    shared by tasks and by threads (each with its own event loop, as ``run_sync``
+    gives them): a lock, never held across an ``await``, makes every call see and
+    leave the store whole.
 
     Args:
         max_sessions: The most sessions kept; past it the least recently used one
@@ -71,10 +73,14 @@ class InMemoryMemory:
         self.ttl = ttl
         self._clock = clock
         self._sessions: LRUCache[str, _Session] = LRUCache(maxsize=max_sessions)
+        # Guards _sessions and every _Session in it (cachetools caches are not
+        # thread-safe). Only plain, await-free code runs while it is held.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"InMemoryMemory(sessions={len(self._sessions)}, "
-                f"max_sessions={self.max_sessions})")
+        with self._lock:
+            count = len(self._sessions)
+        return f"InMemoryMemory(sessions={count}, max_sessions={self.max_sessions})"
 
     async def append(self, session_id: str, messages: Sequence[Message | Mapping[str, Any]],
                      *, metadata: Mapping[str, Any] | None = None) -> list[StoredMessage]:
@@ -84,18 +90,8 @@ class InMemoryMemory:
         meta = check_metadata("InMemoryMemory.append", metadata)
         if not checked:
             return []
-        now = self._clock()
-        session = self._live(session_id, now)
-        if session is None:
-            session = self._sessions[session_id] = _Session(now)
-        stored = [StoredMessage(message=message, metadata=meta, timestamp=now,
-                                seq=session.next_seq + index)
-                  for index, message in enumerate(checked)]
-        session.next_seq += len(stored)
-        session.touched = now
-        session.messages.extend(stored)
-        if self.max_messages is not None and len(session.messages) > self.max_messages:
-            del session.messages[:-self.max_messages]
+        with self._lock:
+            stored = self._add(session_id, checked, meta)
         return [item.model_copy(deep=True) for item in stored]
 
     async def history(self, session_id: str, *, limit: int | None = None,
@@ -103,40 +99,65 @@ class InMemoryMemory:
         """The session's messages, oldest first, within ``limit`` and ``max_tokens``."""
         session_id = check_session_id("InMemoryMemory.history", session_id)
         check_window("InMemoryMemory.history", limit, max_tokens)
-        session = self._live(session_id, self._clock())
-        if session is None:
-            return []
-        chosen = select_recent(session.messages, limit=limit, max_tokens=max_tokens)
+        with self._lock:
+            session = self._live(session_id, self._clock())
+            if session is None:
+                return []
+            chosen = select_recent(session.messages, limit=limit, max_tokens=max_tokens)
+        # Stored items are frozen and never changed in place: copy outside the lock.
         return [item.model_copy(deep=True) for item in chosen]
 
     async def clear(self, session_id: str) -> None:
         """Drop the session's messages; it stays listed and its ``seq`` keeps counting."""
         session_id = check_session_id("InMemoryMemory.clear", session_id)
-        now = self._clock()
-        session = self._live(session_id, now)
-        if session is not None:
-            session.messages.clear()
-            session.touched = now
+        with self._lock:
+            now = self._clock()
+            session = self._live(session_id, now)
+            if session is not None:
+                session.messages.clear()
+                session.touched = now
 
     async def delete(self, session_id: str) -> None:
         """Drop the session entirely."""
         session_id = check_session_id("InMemoryMemory.delete", session_id)
-        self._sessions.pop(session_id, None)
+        with self._lock:
+            self._sessions.pop(session_id, None)
 
     async def sessions(self) -> list[str]:
         """The ids of the live sessions, sorted (listing does not count as a use)."""
-        if self.ttl is not None:
-            now = self._clock()
-            for session_id in list(self._sessions):
-                if self._expired(_peek(self._sessions, session_id).touched, now):
-                    del self._sessions[session_id]
-        return sorted(self._sessions)
+        with self._lock:
+            if self.ttl is not None:
+                now = self._clock()
+                for session_id in list(self._sessions):
+                    if self._expired(_peek(self._sessions, session_id).touched, now):
+                        del self._sessions[session_id]
+            return sorted(self._sessions)
 
     async def aclose(self) -> None:
         """Nothing to release: the store stays usable and keeps its sessions."""
 
+    def _add(self, session_id: str, messages: list[Message],
+             metadata: dict[str, Any]) -> list[StoredMessage]:
+        """Store ``messages`` at the end of the session (call with the lock held)."""
+        now = self._clock()
+        session = self._live(session_id, now)
+        if session is None:
+            session = self._sessions[session_id] = _Session(now)
+        stored = [StoredMessage(message=message, metadata=metadata, timestamp=now,
+                                seq=session.next_seq + index)
+                  for index, message in enumerate(messages)]
+        session.next_seq += len(stored)
+        session.touched = now
+        session.messages.extend(stored)
+        if self.max_messages is not None and len(session.messages) > self.max_messages:
+            del session.messages[:-self.max_messages]
+        return stored
+
     def _live(self, session_id: str, now: float) -> _Session | None:
-        """The session (marked as used) without its expired messages; None if gone."""
+        """The session (marked as used) without its expired messages; None if gone.
+
+        Call with the lock held.
+        """
         session = self._sessions.get(session_id)
         if session is None or self.ttl is None:
             return session

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
+import time
+from collections import Counter
 from typing import Any
 
 import pytest
+from cachetools import LRUCache
 
+from chainweave.chains import conversational
 from chainweave.chains.context import RunConfig
 from chainweave.chains.conversational import SUMMARY_PREFIX, ConversationalChain, window_start
 from chainweave.chains.events import TokenEvent
 from chainweave.errors import ChainInputError, InputValidationError, RateLimitError
 from chainweave.memory import InMemoryMemory, StoredMessage
 from chainweave.memory.base import message_tokens
-from chainweave.testing import MockProvider, MockReply
+from chainweave.testing import FunctionProvider, MockProvider, MockReply
 from chainweave.types import Message, ToolCall, Usage
 
 S = RunConfig(session_id="s")
@@ -144,6 +151,13 @@ async def test_non_text_input_is_refused() -> None:
     assert info.value.field == "input"
 
 
+def test_default_memory_keeps_a_bounded_history_per_session() -> None:
+    """The default memory keeps at most 10,000 messages a session, so none grows forever."""
+    chain = ConversationalChain("chat", MockProvider())
+    assert isinstance(chain.memory, InMemoryMemory)
+    assert chain.memory.max_messages == 10_000
+
+
 async def test_default_memory_is_fresh_per_chain() -> None:
     """Two chains built without a memory never share history."""
     llm = MockProvider(["a"])
@@ -177,11 +191,17 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], field: str) -> None:
     assert (info.value.field, info.value.node) == (field, "chat")
 
 
-def test_llm_must_be_a_chat_model() -> None:
-    """An llm without a chat method is refused at construction."""
+class _ChatOnly:
+    async def chat(self, request: Any) -> Any:
+        raise AssertionError("never called")
+
+
+@pytest.mark.parametrize("llm", [None, object(), _ChatOnly()])
+def test_llm_must_be_a_chat_model(llm: Any) -> None:
+    """An llm that is None or lacks chat or stream is refused at construction."""
     with pytest.raises(InputValidationError) as info:
-        ConversationalChain("chat", object())  # type: ignore[arg-type]
-    assert info.value.field == "llm"
+        ConversationalChain("chat", llm)
+    assert (info.value.field, info.value.node) == ("llm", "chat")
 
 
 # --- windows -----------------------------------------------------------------------------
@@ -331,3 +351,209 @@ async def test_streamed_run_streams_only_the_reply() -> None:
     tokens = [event.text async for event in chain.stream("q3", S)
               if isinstance(event, TokenEvent)]
     assert "".join(tokens) == "a1"
+
+
+# --- per-run parameters ------------------------------------------------------------------
+
+
+async def test_parameter_inputs_override_the_request_for_one_run() -> None:
+    """Inputs named like request parameters (temperature, max_tokens, ...) set that run."""
+    llm = MockProvider(["one", "two"])
+    chain = ConversationalChain("chat", llm, temperature=0.9, max_tokens=50)
+    await chain.run({"input": "q", "temperature": 0.1, "max_tokens": 100, "stop": ["x"]}, S)
+    await chain.run("q2", S)
+    first, second = llm.requests
+    assert (first.temperature, first.max_tokens, first.stop) == (0.1, 100, ["x"])
+    assert (second.temperature, second.max_tokens, second.stop) == (0.9, 50, None)
+
+
+async def test_a_prompt_variable_is_not_a_parameter_override() -> None:
+    """A system_prompt variable named like a parameter fills the prompt, not the request."""
+    llm = MockProvider(["ok"])
+    chain = ConversationalChain("chat", llm, system_prompt="Be {{ temperature }}.",
+                                temperature=0.2)
+    await chain.run({"input": "q", "temperature": "warm"}, S)
+    assert llm.requests[0].temperature == 0.2
+    assert llm.requests[0].messages[0] == Message.system("Be warm.")
+
+
+async def test_a_bad_parameter_input_is_refused_before_any_call() -> None:
+    """An out-of-range parameter input names the field; no call is made and nothing saved."""
+    memory = InMemoryMemory()
+    await memory.append("s", _turns(("q1", "a1"), ("q2", "a2")))
+    llm = MockProvider(["unused"])
+    chain = ConversationalChain("chat", llm, memory=memory, max_turns=1, summarize=True)
+    with pytest.raises(InputValidationError) as info:
+        await chain.run({"input": "q3", "temperature": 5}, S)
+    assert (info.value.field, info.value.node) == ("temperature", "chat")
+    assert llm.requests == []
+    assert len(await memory.history("s")) == 4
+
+
+async def test_a_model_input_also_picks_the_summary_model() -> None:
+    """A per-run model input reaches both the summary call and the reply."""
+    memory = InMemoryMemory()
+    await memory.append("s", _turns(("q1", "a1"), ("q2", "a2")))
+    llm = MockProvider(["sum", "answer"])
+    chain = ConversationalChain("chat", llm, memory=memory, max_turns=1, summarize=True,
+                                model="base")
+    await chain.run({"input": "q3", "model": "big"}, S)
+    assert [request.model for request in llm.requests] == ["big", "big"]
+
+
+# --- bounded reads -----------------------------------------------------------------------
+
+
+class _RecordingMemory(InMemoryMemory):
+    """An InMemoryMemory that records the (limit, max_tokens) of every history read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[int | None, int | None]] = []
+
+    async def history(self, session_id: str, *, limit: int | None = None,
+                      max_tokens: int | None = None) -> list[StoredMessage]:
+        self.reads.append((limit, max_tokens))
+        return await super().history(session_id, limit=limit, max_tokens=max_tokens)
+
+
+async def _long_memory(turns: int) -> _RecordingMemory:
+    memory = _RecordingMemory()
+    await memory.append("s", _turns(*((f"q{i}", f"a{i}") for i in range(turns))))
+    memory.reads.clear()
+    return memory
+
+
+async def test_turn_window_reads_a_bounded_tail() -> None:
+    """With max_turns, a run over 5,000 messages reads only the newest 4*max_turns+8."""
+    memory = await _long_memory(2_500)
+    llm = MockProvider(["x"])
+    await ConversationalChain("chat", llm, memory=memory, max_turns=2).run("q", S)
+    assert memory.reads == [(16, None)]
+    assert llm.requests[0].messages == [*_turns(("q2498", "a2498"), ("q2499", "a2499")),
+                                        Message.user("q")]
+
+
+async def test_turn_window_reads_further_back_for_long_turns() -> None:
+    """A turn longer than the first read is still sent whole: the read doubles until it fits."""
+    memory = _RecordingMemory()
+    long_turn = [Message.user("q1"), *(Message.assistant(f"step {i}") for i in range(20))]
+    await memory.append("s", [*_turns(("q0", "a0")), *long_turn])
+    memory.reads.clear()
+    llm = MockProvider(["x"])
+    await ConversationalChain("chat", llm, memory=memory, max_turns=1).run("q", S)
+    assert memory.reads == [(12, None), (24, None)]
+    assert llm.requests[0].messages == [*long_turn, Message.user("q")]
+
+
+async def test_token_window_reads_only_what_fits() -> None:
+    """With max_history_tokens, the memory is asked for that budget, and whole turns are sent."""
+    memory = await _long_memory(2_500)
+    # The budget also fits a2497, the end of a turn whose start does not fit.
+    budget = (_tokens(_turns(("q2498", "a2498"), ("q2499", "a2499")))
+              + message_tokens(Message.assistant("a2497")))
+    llm = MockProvider(["x"])
+    chain = ConversationalChain("chat", llm, memory=memory, max_history_tokens=budget)
+    await chain.run("q", S)
+    assert memory.reads == [(None, budget), (6, None)]  # then: is there more before it?
+    assert llm.requests[0].messages == [*_turns(("q2498", "a2498"), ("q2499", "a2499")),
+                                        Message.user("q")]
+
+
+async def test_token_window_keeps_an_opening_message_only_with_the_whole_session() -> None:
+    """Messages before the first user message are sent only when all the history fits."""
+    greeting = Message.assistant("Hello! How can I help?")
+    history = [greeting, *_turns(("q1", "a1"), ("q2", "a2"))]
+    llm = MockProvider(["x", "y"])
+    for name, budget in (("a", _tokens(history)), ("b", _tokens(history) - 1)):
+        memory = InMemoryMemory()
+        await memory.append("s", [Message.user("before the clear")])
+        await memory.clear("s")  # seq numbers now start past 1
+        await memory.append("s", history)
+        await ConversationalChain(name, llm, memory=memory,
+                                  max_history_tokens=budget).run("q", S)
+    assert llm.requests[0].messages == [*history, Message.user("q")]
+    assert llm.requests[1].messages == [*history[1:], Message.user("q")]
+
+
+async def test_summarised_runs_read_only_the_window_and_what_left_it() -> None:
+    """Once a session's summary is cached, a run reads a bounded tail, not the whole history."""
+    memory = await _long_memory(2_500)
+    llm = MockProvider(["S1", "x", "S2", "y"])
+    chain = ConversationalChain("chat", llm, memory=memory, max_turns=2, summarize=True)
+    await chain.run("first", S)
+    memory.reads.clear()
+    await chain.run("second", S)
+    assert memory.reads == [(16, None)]
+    update = llm.requests[2].messages[-1].text
+    assert "S1" in update
+    assert "q2498" in update
+    assert "q2497" not in update
+    assert llm.requests[3].messages[0] == Message.system(SUMMARY_PREFIX + "S2")
+
+
+# --- threads -----------------------------------------------------------------------------
+
+
+class _OneThreadAtATime(LRUCache[str, Any]):
+    """An LRUCache that fails when two threads use it at once (it lingers in each use)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self._inside = threading.RLock()
+
+    def _enter(self) -> None:
+        if not self._inside.acquire(blocking=False):
+            raise AssertionError("the summary cache was used by two threads at once")
+        time.sleep(1e-4)  # long enough for an unguarded thread to collide
+
+    def __getitem__(self, key: str) -> Any:
+        self._enter()
+        try:
+            return super().__getitem__(key)
+        finally:
+            self._inside.release()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._enter()
+        try:
+            super().__setitem__(key, value)
+        finally:
+            self._inside.release()
+
+
+def test_one_chain_can_be_shared_by_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads sharing one chain through run_sync get no errors, and every exchange is kept."""
+    monkeypatch.setattr(conversational, "LRUCache", _OneThreadAtATime)
+    monkeypatch.setattr(conversational, "_SUMMARY_SESSIONS", 2)  # its summary cache evicts
+    chain = ConversationalChain("chat", FunctionProvider(lambda request: "ok"), max_turns=1,
+                                summarize=True)
+    threads, runs, sessions = 8, 40, 6
+    errors: list[BaseException] = []
+    ready = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        ready.wait()
+        try:
+            for step in range(runs):
+                chain.run_sync(f"{index}-{step}",
+                               RunConfig(session_id=f"s{(index + step) % sessions}"))
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave threads after a few bytecodes
+    try:
+        workers = [threading.Thread(target=work, args=(index,)) for index in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(before)
+    assert errors == []
+    expected = Counter(f"s{(index + step) % sessions}"
+                       for index in range(threads) for step in range(runs))
+    for session, count in expected.items():
+        history = asyncio.run(chain.memory.history(session))
+        assert [item.seq for item in history] == list(range(1, 2 * count + 1))
