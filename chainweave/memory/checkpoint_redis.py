@@ -21,23 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
-from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from chainweave._internal.redact import redact, register_secret
-from chainweave.errors import (
-    ConfigurationError,
-    InputValidationError,
-    StoreCorruptedError,
-    StoreError,
-)
+from chainweave.errors import InputValidationError, StoreCorruptedError, StoreError
 from chainweave.memory.checkpoint import Checkpoint, StateMigrations
 from chainweave.memory.checkpoint_core import CheckpointCore
 from chainweave.memory.checkpoint_rows import (
@@ -50,7 +41,7 @@ from chainweave.memory.checkpoint_rows import (
     Row,
     adrive,
 )
-from chainweave.pipeline.backends import safe_url
+from chainweave.memory.redis_common import RedisConnection, text
 
 __all__ = ["RedisCheckpointer"]
 
@@ -111,24 +102,13 @@ class RedisCheckpointer:
         if not isinstance(prefix, str):
             raise InputValidationError("RedisCheckpointer: prefix must be a string",
                                        field="prefix")
-        module = _redis_module()
-        self._owns_client = client is None
-        if client is None:
-            url = _checked_url(os.environ.get("REDIS_URL") if url is None else url)
-            client = module.Redis.from_url(url, decode_responses=True)
-        self._url = "(given client)" if url is None else safe_url(url)
-        from redis import exceptions
-
-        self._errors = (exceptions.RedisError, OSError)
-        self._transient = (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
-        self._watch_error = exceptions.WatchError
-        self._client = client
+        self._redis = RedisConnection("RedisCheckpointer", url, client, prefix)
+        self._client = self._redis.client
         self._prefix = prefix
-        self._chain = client.register_script(_CHAIN)
-        self._closed = False
+        self._chain = self._client.register_script(_CHAIN)
 
     def __repr__(self) -> str:
-        return f"RedisCheckpointer({self._url!r}, prefix={self._prefix!r})"
+        return self._redis.label
 
     async def put(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` atomically, replacing one with the same ids."""
@@ -152,15 +132,15 @@ class RedisCheckpointer:
 
     async def threads(self) -> builtins.list[str]:
         """The ids of the threads holding checkpoints, sorted."""
-        return sorted(_text(name) for name in
-                      await self._call(lambda: self._client.smembers(self._key("threads"))))
+        return sorted(text(name) for name in await self._redis.call(
+            lambda: self._client.smembers(self._key("threads"))))
 
     async def delete_thread(self, thread_id: str) -> int:
         """Drop every checkpoint of the thread atomically; returns how many."""
         thread = self._core.check_thread("delete_thread", thread_id)
 
         async def attempt() -> _Attempt:
-            ids = [_text(i) for i in await self._client.zrange(self._key("t", thread), 0, -1)]
+            ids = [text(i) for i in await self._client.zrange(self._key("t", thread), 0, -1)]
 
             def queue(pipe: Any) -> None:
                 for checkpoint_id in ids:
@@ -188,11 +168,7 @@ class RedisCheckpointer:
 
     async def aclose(self) -> None:
         """Close the connection pool if this store made it; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     # --- transactions ------------------------------------------------------------------
 
@@ -241,7 +217,7 @@ class RedisCheckpointer:
                              f"{ATTEMPTS} attempts; try again", retryable=True,
                              details={"store": "redis", "thread_id": thread_id})
 
-        return await self._call(transact)
+        return await self._redis.call(transact)
 
     async def _landed(self, pipe: Any, version: str,
                       queue: Callable[[Any], None] | None) -> bool:
@@ -254,7 +230,7 @@ class RedisCheckpointer:
             queue(pipe)
         try:
             await pipe.execute()
-        except self._watch_error:
+        except self._redis.watch_error:
             return False
         return True
 
@@ -288,7 +264,7 @@ class RedisCheckpointer:
                 newest = await self._client.zrange(self._key("t", thread), -1, -1)
                 if not newest:
                     return None
-                checkpoint_id = _text(newest[0])
+                checkpoint_id = text(newest[0])
             values = await self._client.hmget(self._row_key(thread, checkpoint_id),
                                               ROW_FIELDS)
             return None if values[0] is None else _decode(values)
@@ -298,20 +274,9 @@ class RedisCheckpointer:
             *((0, request.limit) if request.limit is not None else ()))
         async with self._client.pipeline(transaction=False) as pipe:
             for checkpoint_id in ids:
-                pipe.hmget(self._row_key(thread, _text(checkpoint_id)), ROW_FIELDS)
+                pipe.hmget(self._row_key(thread, text(checkpoint_id)), ROW_FIELDS)
             rows = await pipe.execute()
         return [_decode(values) for values in rows if values[0] is not None]
-
-    async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Await ``call()``; Redis errors become StoreError (retryable when transient)."""
-        if self._closed:
-            raise StoreError(f"{self!r} is closed", details={"store": "redis"})
-        try:
-            return await call()
-        except self._errors as exc:
-            raise StoreError(f"Redis at {self._url} failed: {type(exc).__name__}: "
-                             f"{redact(str(exc))}", retryable=isinstance(exc, self._transient),
-                             details={"store": "redis", "url": self._url}) from None
 
     def _key(self, kind: str, thread_id: str | None = None) -> str:
         return f"{self._prefix}{kind}" if thread_id is None else \
@@ -319,10 +284,6 @@ class RedisCheckpointer:
 
     def _row_key(self, thread_id: str, checkpoint_id: str) -> str:
         return f"{self._prefix}c:{len(thread_id)}:{thread_id}:{checkpoint_id}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _encode(row: Row) -> dict[str, str]:
@@ -337,42 +298,13 @@ def _encode(row: Row) -> dict[str, str]:
 def _decode(values: builtins.list[Any]) -> Row:
     fields: dict[str, Any] = {}
     try:
-        for name, value in zip(ROW_FIELDS, values, strict=True):
-            text = _text(value)
-            fields[name] = (int(text) if name in _INTS else float(text)
-                            if name == "created_at" else (text or None)
-                            if name in _OPTIONAL else text)
+        for name, raw in zip(ROW_FIELDS, values, strict=True):
+            value = text(raw)
+            fields[name] = (int(value) if name in _INTS else float(value)
+                            if name == "created_at" else (value or None)
+                            if name in _OPTIONAL else value)
     except (TypeError, ValueError, AttributeError) as exc:
         raise StoreCorruptedError(f"a checkpoint row in Redis does not parse: {exc}",
                                   details={"store": "redis"}) from None
     return Row(**fields)
 
-
-def _redis_module() -> ModuleType:
-    try:
-        import redis.asyncio as redis_asyncio
-    except ImportError as exc:
-        raise ConfigurationError(
-            "RedisCheckpointer needs the redis package: pip install 'chainweave[redis]'"
-        ) from exc
-    return redis_asyncio
-
-
-def _checked_url(url: object) -> str:
-    """``url`` when it is a usable Redis URL; its password is registered as a secret."""
-    if not isinstance(url, str) or not url:
-        raise ConfigurationError("RedisCheckpointer needs a url such as "
-                                 "'redis://localhost:6379/0' (or $REDIS_URL set)", field="url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is what raises on a bad one
-    except ValueError as exc:
-        raise ConfigurationError(f"RedisCheckpointer url {safe_url(url)} is malformed: "
-                                 f"{exc}", field="url") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"RedisCheckpointer url {safe_url(url)} must start with "
-                                 "redis://, rediss:// or unix://", field="url")
-    register_secret(parts.password)
-    for password in parse_qs(parts.query).get("password", ()):
-        register_secret(password)
-    return url

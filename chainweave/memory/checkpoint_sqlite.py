@@ -24,7 +24,6 @@ import time
 from functools import partial
 from typing import Any
 
-from chainweave.errors import InputValidationError, StoreError
 from chainweave.memory.checkpoint import Checkpoint, StateMigrations
 from chainweave.memory.checkpoint_core import CheckpointCore
 from chainweave.memory.checkpoint_rows import (
@@ -38,7 +37,7 @@ from chainweave.memory.checkpoint_rows import (
     T,
     drive,
 )
-from chainweave.memory.sqlite import Migration, SQLiteDatabase
+from chainweave.memory.sqlite import Migration, SQLiteDatabase, StoreDatabase
 
 __all__ = ["SQLiteCheckpointer"]
 
@@ -113,30 +112,21 @@ class SQLiteCheckpointer:
                  busy_timeout: float = 5.0) -> None:
         self._core = CheckpointCore("SQLiteCheckpointer", snapshot_every=snapshot_every,
                                     migrations=migrations)
-        if isinstance(path_or_db, SQLiteDatabase):
-            self._db, self._owns_db = path_or_db, False
-        elif path_or_db is None or isinstance(path_or_db, str | os.PathLike):
-            self._db, self._owns_db = SQLiteDatabase(path_or_db,
-                                                     busy_timeout=busy_timeout), True
-        else:
-            raise InputValidationError(
-                "SQLiteCheckpointer: path_or_db must be a path, a SQLiteDatabase or None, "
-                f"got {type(path_or_db).__name__}", field="path_or_db")
-        self._ready = False
-        self._closed = False
+        self._db = StoreDatabase("SQLiteCheckpointer", path_or_db, busy_timeout=busy_timeout,
+                                 component="checkpoint", migrations=_MIGRATIONS)
 
     def __repr__(self) -> str:
-        return f"SQLiteCheckpointer({str(self._db.path)!r})"
+        return self._db.label
 
     @property
     def database(self) -> SQLiteDatabase:
         """The database the store keeps its table in."""
-        return self._db
+        return self._db.db
 
     async def put(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` in one transaction, replacing one with the same ids."""
         ops = self._core.put_ops(checkpoint)
-        await (await self._ready_db()).write(partial(self._write, ops))
+        await self._db.write(partial(self._write, ops))
 
     async def get(self, thread_id: str, checkpoint_id: str | None = None, *,
                   schema_version: str | None = None) -> Checkpoint | None:
@@ -159,7 +149,7 @@ class SQLiteCheckpointer:
             return [row[0] for row in conn.execute(
                 "SELECT DISTINCT thread_id FROM checkpoint_rows ORDER BY thread_id")]
 
-        return await (await self._ready_db()).read(read)
+        return await self._db.read(read)
 
     async def delete_thread(self, thread_id: str) -> int:
         """Drop every checkpoint of the thread in one transaction; returns how many."""
@@ -169,7 +159,7 @@ class SQLiteCheckpointer:
             return conn.execute("DELETE FROM checkpoint_rows WHERE thread_id = ?",
                                 (thread_id,)).rowcount
 
-        return await (await self._ready_db()).write(write)
+        return await self._db.write(write)
 
     async def prune(self, thread_id: str | None = None, *, keep_last: int | None = None,
                     older_than: float | None = None) -> int:
@@ -183,15 +173,11 @@ class SQLiteCheckpointer:
             return sum(self._write(self._core.prune_ops(name, keep, cutoff), conn)
                        for name in names)
 
-        return await (await self._ready_db()).write(write)
+        return await self._db.write(write)
 
     async def aclose(self) -> None:
         """Close the database if this store opened it (a shared one stays open)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_db:
-            await self._db.aclose()
+        await self._db.aclose()
 
     # --- on the database thread ----------------------------------------------------------
 
@@ -216,16 +202,7 @@ class SQLiteCheckpointer:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
 
-        return await (await self._ready_db()).read(read)
-
-    async def _ready_db(self) -> SQLiteDatabase:
-        if self._closed:
-            raise StoreError(f"{self!r} is closed",
-                             details={"store": "sqlite", "path": str(self._db.path)})
-        if not self._ready:
-            await self._db.ensure_schema("checkpoint", _MIGRATIONS)
-            self._ready = True
-        return self._db
+        return await self._db.read(read)
 
 
 def _answer(conn: sqlite3.Connection, request: Request) -> Any:

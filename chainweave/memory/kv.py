@@ -48,6 +48,7 @@ __all__ = [
     "check_key",
     "check_namespace",
     "check_page",
+    "check_put",
     "check_ttl",
     "dump_value",
     "load_item",
@@ -242,6 +243,18 @@ def check_ttl(owner: str, ttl: object) -> float | None:
             f"{owner}: ttl must be a finite number of seconds > 0 or None, got {ttl!r}",
             field="ttl")
     return float(ttl)
+
+
+def check_put(owner: str, namespace: object, key: object, value: object,
+              ttl: object) -> tuple[tuple[str, ...], str, str, float | None]:
+    """``put``'s arguments checked, in order: the labels, the key, the value as JSON text
+    (:func:`dump_value`) and the ttl in seconds (or None). Nothing is written before.
+
+    Raises:
+        InputValidationError: One is bad; ``field`` names it.
+    """
+    return (check_namespace(owner, namespace), check_key(owner, key),
+            dump_value(owner, value), check_ttl(owner, ttl))
 
 
 def check_page(owner: str, limit: object, offset: object) -> None:

@@ -17,8 +17,7 @@ from chainweave.memory.kv import (
     check_key,
     check_namespace,
     check_page,
-    check_ttl,
-    dump_value,
+    check_put,
     load_item,
 )
 
@@ -70,10 +69,7 @@ class InMemoryStore:
     async def put(self, namespace: Namespace, key: str, value: Any, *,
                   ttl: float | None = None) -> Item:
         """Store ``value`` under ``namespace`` and ``key`` (see the protocol)."""
-        labels = check_namespace("InMemoryStore.put", namespace)
-        key = check_key("InMemoryStore.put", key)
-        text = dump_value("InMemoryStore.put", value)
-        seconds = check_ttl("InMemoryStore.put", ttl)
+        labels, key, text, seconds = check_put("InMemoryStore.put", namespace, key, value, ttl)
         now = self._clock()
         old = self._live((labels, key), now)
         entry = _Entry(text, now if old is None else old.created_at, now,

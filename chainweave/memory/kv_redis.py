@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from chainweave._internal.redact import register_secret
-from chainweave.errors import ConfigurationError, InputValidationError, StoreError
+from chainweave.errors import InputValidationError
 from chainweave.memory.kv import (
     Item,
     Namespace,
@@ -42,20 +39,17 @@ from chainweave.memory.kv import (
     check_key,
     check_namespace,
     check_page,
-    check_ttl,
-    dump_value,
+    check_put,
     namespace_path,
     path_namespace,
     prefix_range,
 )
-from chainweave.pipeline.backends import safe_url
+from chainweave.memory.redis_common import RedisConnection, text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisStore"]
-
-T = TypeVar("T")
 
 _ITEM_SEPARATOR = "\x1e"
 
@@ -154,13 +148,8 @@ class RedisStore:
             raise InputValidationError(f"RedisStore: prefix must be a string, got {prefix!r}",
                                        field="prefix")
         check_clock("RedisStore", clock)
-        self._client: Redis
-        if client is None:
-            url = _checked_url(url if url is not None else os.environ.get("REDIS_URL"))
-            self._client, self._owns_client = _redis_module().Redis.from_url(url), True
-            self._where = safe_url(url)
-        else:
-            self._client, self._owns_client, self._where = client, False, repr(client)
+        self._redis = RedisConnection("RedisStore", url, client, prefix)
+        self._client = self._redis.client
         self._prefix = prefix
         self._clock = clock
         self._put = self._client.register_script(_PUT)
@@ -169,15 +158,12 @@ class RedisStore:
         self._namespaces = self._client.register_script(_NAMESPACES)
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
+        return self._redis.label
 
     async def put(self, namespace: Namespace, key: str, value: Any, *,
                   ttl: float | None = None) -> Item:
         """Store ``value`` under ``namespace`` and ``key`` in one atomic script."""
-        labels = check_namespace("RedisStore.put", namespace)
-        key = check_key("RedisStore.put", key)
-        text = dump_value("RedisStore.put", value)
-        seconds = check_ttl("RedisStore.put", ttl)
+        labels, key, text, seconds = check_put("RedisStore.put", namespace, key, value, ttl)
         now = float(self._clock())
         expires = "" if seconds is None else repr(now + seconds)
         record = await self._run(self._put, repr(now), namespace_path(labels), key, text,
@@ -189,7 +175,7 @@ class RedisStore:
         labels = check_namespace("RedisStore.get", namespace)
         key = check_key("RedisStore.get", key)
         name = f"{self._prefix}ns:{namespace_path(labels)}"
-        raw = await self._call(lambda: self._client.hget(name, key))
+        raw = await self._redis.call(lambda: self._client.hget(name, key))
         if raw is None:
             return None
         record = _record(raw)
@@ -215,7 +201,7 @@ class RedisStore:
                                -1 if limit is None else limit)
         items = []
         for member, record in zip(flat[::2], flat[1::2], strict=True):
-            path, _, key = _text(member).partition(_ITEM_SEPARATOR)
+            path, _, key = text(member).partition(_ITEM_SEPARATOR)
             items.append(_item(path_namespace(path), key, _record(record)))
         return items
 
@@ -225,34 +211,19 @@ class RedisStore:
                                  allow_empty=True)
         low, high = _lex_range(labels)
         paths = await self._run(self._namespaces, repr(float(self._clock())), low, high)
-        return [path_namespace(_text(path)) for path in paths]
+        return [path_namespace(text(path)) for path in paths]
 
     async def aclose(self) -> None:
         """Close the connection pool if this store opened it; safe to call twice."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     async def _run(self, script: Any, *args: Any) -> Any:
-        return await self._call(lambda: script(args=[self._prefix, *args]))
-
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()``, with Redis failures raised as :class:`StoreError`."""
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import RedisError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        try:
-            return await call()
-        except (RedisError, OSError) as exc:
-            retryable = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
-            raise StoreError(f"Redis at {self._where} failed: {type(exc).__name__}: {exc}",
-                             retryable=retryable,
-                             details={"store": "RedisStore", "prefix": self._prefix}) from exc
+        return await self._redis.call(lambda: script(args=[self._prefix, *args]))
 
 
 def _record(raw: str | bytes) -> builtins.list[Any]:
     """A stored record: ``[created_at, updated_at, expires_at or None, value]``."""
-    record: builtins.list[Any] = json.loads(_text(raw))
+    record: builtins.list[Any] = json.loads(text(raw))
     return record
 
 
@@ -262,39 +233,8 @@ def _item(namespace: tuple[str, ...], key: str, record: builtins.list[Any]) -> I
                 updated_at=updated)
 
 
-def _text(value: str | bytes) -> str:
-    """A reply as text, whether or not the client decodes responses."""
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def _lex_range(prefix: tuple[str, ...]) -> tuple[str, str]:
     """``ZRANGEBYLEX`` bounds for the paths (and items) under ``prefix``."""
     bounds = prefix_range(prefix)
     return ("-", "+") if bounds is None else (f"[{bounds[0]}", f"({bounds[1]}")
 
-
-def _redis_module() -> Any:
-    try:
-        import redis.asyncio as redis_asyncio
-    except ImportError as exc:
-        raise ConfigurationError(
-            "RedisStore needs the redis package: pip install 'chainweave[redis]'") from exc
-    return redis_asyncio
-
-
-def _checked_url(url: object) -> str:
-    if not isinstance(url, str) or not url:
-        raise ConfigurationError(
-            "RedisStore needs a url such as 'redis://localhost:6379/0' (or REDIS_URL set), "
-            "or a client", field="url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is what raises on a bad one
-    except ValueError as exc:
-        raise ConfigurationError(f"RedisStore url {safe_url(url)} is malformed: {exc}",
-                                 field="url") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"RedisStore url {safe_url(url)} must start with redis://, "
-                                 "rediss:// or unix://", field="url")
-    register_secret(parts.password)
-    return url

@@ -24,14 +24,13 @@ from chainweave.memory.kv import (
     check_key,
     check_namespace,
     check_page,
-    check_ttl,
-    dump_value,
+    check_put,
     load_item,
     namespace_path,
     path_namespace,
     prefix_range,
 )
-from chainweave.memory.sqlite import Migration, SQLiteDatabase
+from chainweave.memory.sqlite import Migration, SQLiteDatabase, StoreDatabase
 
 __all__ = ["SQLiteStore"]
 
@@ -84,28 +83,22 @@ class SQLiteStore:
     def __init__(self, path_or_db: str | os.PathLike[str] | SQLiteDatabase | None = None, *,
                  busy_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
         check_clock("SQLiteStore", clock)
-        if isinstance(path_or_db, SQLiteDatabase):
-            self._db, self._owns_db = path_or_db, False
-        else:
-            self._db, self._owns_db = SQLiteDatabase(path_or_db, busy_timeout=busy_timeout), True
+        self._db = StoreDatabase("SQLiteStore", path_or_db, busy_timeout=busy_timeout,
+                                 component="kv", migrations=MIGRATIONS)
         self._clock = clock
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({str(self._db.path)!r})"
+        return self._db.label
 
     @property
     def db(self) -> SQLiteDatabase:
         """The database this store writes to."""
-        return self._db
+        return self._db.db
 
     async def put(self, namespace: Namespace, key: str, value: Any, *,
                   ttl: float | None = None) -> Item:
         """Store ``value`` under ``namespace`` and ``key`` in one transaction."""
-        labels = check_namespace("SQLiteStore.put", namespace)
-        key = check_key("SQLiteStore.put", key)
-        text = dump_value("SQLiteStore.put", value)
-        seconds = check_ttl("SQLiteStore.put", ttl)
-        await self._ready()
+        labels, key, text, seconds = check_put("SQLiteStore.put", namespace, key, value, ttl)
         now = float(self._clock())
         expires = None if seconds is None else now + seconds
         row = (namespace_path(labels), key, text, now, now, expires)
@@ -122,7 +115,6 @@ class SQLiteStore:
         """The item under ``namespace`` and ``key``, or ``None``."""
         labels = check_namespace("SQLiteStore.get", namespace)
         key = check_key("SQLiteStore.get", key)
-        await self._ready()
         args = (namespace_path(labels), key, float(self._clock()))
         row = await self._db.read(lambda conn: conn.execute(
             "SELECT value, created_at, updated_at FROM kv_items "
@@ -133,7 +125,6 @@ class SQLiteStore:
         """Remove the item in one transaction; ``True`` when there was one."""
         labels = check_namespace("SQLiteStore.delete", namespace)
         key = check_key("SQLiteStore.delete", key)
-        await self._ready()
         now, address = float(self._clock()), (namespace_path(labels), key)
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -149,7 +140,6 @@ class SQLiteStore:
         labels = check_namespace("SQLiteStore.list", prefix, field="prefix",
                                  allow_empty=True)
         check_page("SQLiteStore.list", limit, offset)
-        await self._ready()
         where, args = _under(labels, float(self._clock()))
         query = ("SELECT ns, key, value, created_at, updated_at FROM kv_items "
                  f"WHERE {where} ORDER BY ns, key LIMIT ? OFFSET ?")
@@ -162,7 +152,6 @@ class SQLiteStore:
         """The namespaces holding items under ``prefix``, sorted."""
         labels = check_namespace("SQLiteStore.namespaces", prefix, field="prefix",
                                  allow_empty=True)
-        await self._ready()
         where, args = _under(labels, float(self._clock()))
         query = f"SELECT DISTINCT ns FROM kv_items WHERE {where} ORDER BY ns"
         rows = await self._db.read(lambda conn: conn.execute(query, args).fetchall())
@@ -170,11 +159,7 @@ class SQLiteStore:
 
     async def aclose(self) -> None:
         """Close the database if this store opened it; safe to call twice."""
-        if self._owns_db:
-            await self._db.aclose()
-
-    async def _ready(self) -> None:
-        await self._db.ensure_schema("kv", MIGRATIONS)
+        await self._db.aclose()
 
 
 def _purge(conn: sqlite3.Connection, now: float) -> None:

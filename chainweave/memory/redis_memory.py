@@ -20,42 +20,24 @@ drops expired ones. Concurrent appenders in any number of processes lose nothing
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from types import ModuleType
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
-from chainweave._internal.redact import redact, register_secret
-from chainweave.errors import (
-    ConfigurationError,
-    InputValidationError,
-    StoreCorruptedError,
-    StoreError,
-)
-from chainweave.memory.base import (
-    StoredMessage,
-    check_messages,
-    check_metadata,
-    check_window,
-    message_tokens,
-    select_recent,
-)
+from chainweave.errors import InputValidationError, StoreCorruptedError
+from chainweave.memory.base import StoredMessage, check_window, message_tokens, select_recent
+from chainweave.memory.redis_common import RedisConnection, text
 from chainweave.memory.sqlite_memory import (
+    check_append,
     check_storable_session_id,
     check_store_settings,
-    message_json,
+    stored_messages,
 )
-from chainweave.pipeline.backends import safe_url
 from chainweave.types import Message
 
 __all__ = ["RedisMemory"]
 
-T = TypeVar("T")
-
-_SCHEMES = ("redis", "rediss", "unix")
 #: Messages read per round trip at first when ``history`` has a token budget; doubles.
 _CHUNK = 32
 # Shared head of the scripts: KEYS = sessions, seq, messages; ARGV[1] = session id,
@@ -151,54 +133,35 @@ class RedisMemory:
         if not isinstance(prefix, str):
             raise InputValidationError("RedisMemory: prefix must be a string",
                                        field="prefix")
-        module = _redis_module()
-        if client is None:
-            url = _checked_url(os.environ.get("REDIS_URL") if url is None else url)
-            client = module.Redis.from_url(url, decode_responses=True)
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self._url = "(given client)" if url is None else safe_url(url)
-        from redis import exceptions
-
-        self._errors: tuple[type[BaseException], ...] = (exceptions.RedisError, OSError)
-        self._transient: tuple[type[BaseException], ...] = (
-            exceptions.ConnectionError, exceptions.TimeoutError, OSError)
-        self._watch_error = exceptions.WatchError
-        self._client = client
+        self._redis = RedisConnection("RedisMemory", url, client, prefix)
+        self._client = self._redis.client
         self._prefix = prefix
         self.max_messages = max_messages
         self.ttl = ttl
         self._clock = clock
-        self._scripts = {name: client.register_script(source) for name, source in
+        self._scripts = {name: self._client.register_script(source) for name, source in
                          (("append", _APPEND), ("clear", _CLEAR), ("expire", _EXPIRE),
                           ("delete", _DELETE))}
-        self._closed = False
 
     def __repr__(self) -> str:
-        return f"RedisMemory({self._url!r}, prefix={self._prefix!r})"
+        return self._redis.label
 
     async def append(self, session_id: str, messages: Sequence[Message | Mapping[str, Any]],
                      *, metadata: Mapping[str, Any] | None = None) -> list[StoredMessage]:
         """Add ``messages`` to the end of the session, atomically (see the protocol)."""
-        owner = "RedisMemory.append"
-        session_id = check_storable_session_id(owner, session_id)
-        checked = check_messages(owner, messages)
-        meta = check_metadata(owner, metadata)
+        session_id, checked, texts, meta_text = check_append(
+            "RedisMemory.append", session_id, messages, metadata)
         if not checked:
             return []
-        meta_text = json.dumps(meta)
         now = float(self._clock())
         cutoff = self._cutoff(now)
-        bodies = [f'{{"timestamp":{json.dumps(now)},"message":'
-                  f'{message_json(owner, index, message)},"metadata":{meta_text}}}'
-                  for index, message in enumerate(checked)]
+        bodies = [f'{{"timestamp":{json.dumps(now)},"message":{text},"metadata":{meta_text}}}'
+                  for text in texts]
         if cutoff is not None:
             await self._sweep(cutoff)
         first = await self._script("append", session_id, now, cutoff, self.max_messages or 0,
                                    *bodies)
-        return [StoredMessage(message=message, metadata=json.loads(meta_text), timestamp=now,
-                              seq=int(first) + index) for index, message in enumerate(checked)]
+        return stored_messages(checked, meta_text, now, int(first))
 
     async def history(self, session_id: str, *, limit: int | None = None,
                       max_tokens: int | None = None) -> list[StoredMessage]:
@@ -213,10 +176,11 @@ class RedisMemory:
         key = self._key("messages", session_id)
         newest = None
         if max_tokens is not None:
-            newest = await self._call(partial(self._newest_within, key, limit, max_tokens,
-                                              cutoff))
+            newest = await self._redis.call(partial(self._newest_within, key, limit,
+                                                    max_tokens, cutoff))
         if newest is None:
-            entries = await self._call(lambda: self._client.lrange(key, -(limit or 0), -1))
+            entries = await self._redis.call(lambda: self._client.lrange(key, -(limit or 0),
+                                                                         -1))
             newest = [item for item in map(_parse, reversed(entries))
                       if cutoff is None or item.timestamp >= cutoff]
         return select_recent(newest[::-1], limit=limit, max_tokens=max_tokens)
@@ -236,17 +200,13 @@ class RedisMemory:
         """The ids of the live sessions, sorted."""
         cutoff = self._cutoff(float(self._clock()))
         low = "-inf" if cutoff is None else repr(cutoff)
-        names = await self._call(lambda: self._client.zrangebyscore(self._key("sessions"),
-                                                                    low, "+inf"))
-        return sorted(map(_text, names))
+        names = await self._redis.call(lambda: self._client.zrangebyscore(
+            self._key("sessions"), low, "+inf"))
+        return sorted(map(text, names))
 
     async def aclose(self) -> None:
         """Close the connection pool if this store made it (a given client stays open)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -257,30 +217,18 @@ class RedisMemory:
         """Messages stamped before this have expired; None without a ttl."""
         return None if self.ttl is None else now - self.ttl
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Make and await a Redis call; Redis errors become StoreError (retryable when the
-        server could not be reached or did not answer in time)."""
-        if self._closed:
-            raise StoreError(f"{self!r} is closed", details={"store": "redis"})
-        try:
-            return await call()
-        except self._errors as exc:
-            raise StoreError(f"Redis at {self._url} failed: {type(exc).__name__}: "
-                             f"{redact(str(exc))}", retryable=isinstance(exc, self._transient),
-                             details={"store": "redis", "url": self._url}) from None
-
     async def _script(self, name: str, session_id: str, *args: object) -> Any:
         keys = [self._key("sessions"), self._key("seq", session_id),
                 self._key("messages", session_id)]
         argv = [session_id, *("" if arg is None else repr(arg) if isinstance(arg, float)
                               else arg for arg in args)]
-        return await self._call(lambda: self._scripts[name](keys=keys, args=argv))
+        return await self._redis.call(lambda: self._scripts[name](keys=keys, args=argv))
 
     async def _sweep(self, cutoff: float) -> None:
         """Drop (a bounded number of) sessions idle past ``cutoff``, each atomically."""
-        idle = await self._call(lambda: self._client.zrangebyscore(
+        idle = await self._redis.call(lambda: self._client.zrangebyscore(
             self._key("sessions"), "-inf", f"({cutoff!r}", start=0, num=_CHUNK))
-        for session_id in map(_text, idle):
+        for session_id in map(text, idle):
             await self._script("expire", session_id, cutoff, cutoff)
 
     async def _newest_within(self, key: str, limit: int | None, max_tokens: int,
@@ -297,7 +245,7 @@ class RedisMemory:
                 pipe.multi()
                 try:
                     await pipe.execute()  # fails if the list changed since WATCH
-                except self._watch_error:
+                except self._redis.watch_error:
                     return None
         return newest
 
@@ -326,40 +274,6 @@ async def _read_back(client: Any, key: str, limit: int | None, max_tokens: int,
             return newest, reads
         end -= size
         size *= 2
-
-
-def _redis_module() -> ModuleType:
-    try:
-        import redis.asyncio as redis_asyncio
-    except ImportError as exc:
-        raise ConfigurationError(
-            "RedisMemory needs the redis package: pip install 'chainweave[redis]'"
-        ) from exc
-    return redis_asyncio
-
-
-def _checked_url(url: object) -> str:
-    """``url`` when it is a usable Redis URL; its password is registered as a secret."""
-    if not isinstance(url, str) or not url:
-        raise ConfigurationError("RedisMemory needs a url such as 'redis://localhost:6379/0' "
-                                 "(or $REDIS_URL set)", field="url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is what raises on a bad one
-    except ValueError as exc:
-        raise ConfigurationError(f"RedisMemory url {safe_url(url)} is malformed: {exc}",
-                                 field="url") from None
-    register_secret(parts.password)
-    for password in parse_qs(parts.query).get("password", ()):
-        register_secret(password)
-    if parts.scheme not in _SCHEMES:
-        raise ConfigurationError(f"RedisMemory url {safe_url(url)} must start with "
-                                 "redis://, rediss:// or unix://", field="url")
-    return url
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parse(entry: str | bytes) -> StoredMessage:

@@ -238,6 +238,69 @@ class SQLiteDatabase:
                                    "untouched", details=details)
 
 
+class StoreDatabase:
+    """The database one store works in: opened for the store, or shared and left open.
+
+    Given a path (or None, for :func:`default_db_path`) it opens a
+    :class:`SQLiteDatabase` that :meth:`aclose` closes; given a ``SQLiteDatabase`` it
+    shares it, and never closes it. Either way the store's schema component is brought
+    up to date on first use, and use after :meth:`aclose` is refused.
+
+    Args:
+        owner: The store's class name, for messages.
+        path_or_db: A path, a shared ``SQLiteDatabase``, or None.
+        busy_timeout: For a database opened here.
+        component: The store's schema component (``conversation``, ``checkpoint``, ...).
+        migrations: Its schema steps (see :meth:`SQLiteDatabase.ensure_schema`).
+
+    Raises:
+        InputValidationError: ``path_or_db`` is none of these, or ``busy_timeout`` is bad.
+    """
+
+    def __init__(self, owner: str, path_or_db: str | os.PathLike[str] | SQLiteDatabase | None,
+                 *, busy_timeout: float, component: str,
+                 migrations: Sequence[Migration]) -> None:
+        if isinstance(path_or_db, SQLiteDatabase):
+            self.db, self.owned = path_or_db, False
+        elif path_or_db is None or isinstance(path_or_db, str | os.PathLike):
+            self.db, self.owned = SQLiteDatabase(path_or_db, busy_timeout=busy_timeout), True
+        else:
+            raise InputValidationError(
+                f"{owner}: path_or_db must be a path, a SQLiteDatabase or None, got "
+                f"{type(path_or_db).__name__}", field="path_or_db")
+        #: How the store shows itself: ``Owner('path/to/file.db')``.
+        self.label = f"{owner}({str(self.db.path)!r})"
+        self._component = component
+        self._migrations = migrations
+        self._ready = False
+        self.closed = False
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`SQLiteDatabase.read`, once the schema is ready."""
+        return await (await self._ready_db()).read(fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`SQLiteDatabase.write`, once the schema is ready."""
+        return await (await self._ready_db()).write(fn)
+
+    async def aclose(self) -> None:
+        """Close the database if it was opened here; later calls are refused. Safe twice."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.owned:
+            await self.db.aclose()
+
+    async def _ready_db(self) -> SQLiteDatabase:
+        if self.closed:
+            raise StoreError(f"{self.label} is closed",
+                             details={"store": "sqlite", "path": str(self.db.path)})
+        if not self._ready:
+            await self.db.ensure_schema(self._component, self._migrations)
+            self._ready = True
+        return self.db
+
+
 def _statements(script: str) -> list[str]:
     """Split a migration script on ``;`` (migrations hold no semicolons in literals)."""
     return [part.strip() for part in script.split(";") if part.strip()]

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from chainweave.errors import InputValidationError, StoreCorruptedError, StoreError
+from chainweave.errors import InputValidationError, StoreCorruptedError
 from chainweave.memory.base import (
     StoredMessage,
     check_messages,
@@ -33,7 +33,7 @@ from chainweave.memory.base import (
     message_tokens,
     select_recent,
 )
-from chainweave.memory.sqlite import Migration, SQLiteDatabase
+from chainweave.memory.sqlite import Migration, SQLiteDatabase, StoreDatabase
 from chainweave.types import Message
 
 __all__ = ["SQLiteMemory"]
@@ -101,40 +101,27 @@ class SQLiteMemory:
                  *, max_messages: int | None = None, ttl: float | None = None,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 5.0) -> None:
         check_store_settings("SQLiteMemory", max_messages, ttl, clock)
-        if isinstance(path_or_db, SQLiteDatabase):
-            self._db, self._owns_db = path_or_db, False
-        elif path_or_db is None or isinstance(path_or_db, str | os.PathLike):
-            self._db, self._owns_db = SQLiteDatabase(path_or_db,
-                                                     busy_timeout=busy_timeout), True
-        else:
-            raise InputValidationError(
-                "SQLiteMemory: path_or_db must be a path, a SQLiteDatabase or None, got "
-                f"{type(path_or_db).__name__}", field="path_or_db")
+        self._db = StoreDatabase("SQLiteMemory", path_or_db, busy_timeout=busy_timeout,
+                                 component="conversation", migrations=_MIGRATIONS)
         self.max_messages = max_messages
         self.ttl = ttl
         self._clock = clock
-        self._ready = False
-        self._closed = False
 
     def __repr__(self) -> str:
-        return f"SQLiteMemory({str(self._db.path)!r})"
+        return self._db.label
 
     @property
     def database(self) -> SQLiteDatabase:
         """The database the store keeps its tables in."""
-        return self._db
+        return self._db.db
 
     async def append(self, session_id: str, messages: Sequence[Message | Mapping[str, Any]],
                      *, metadata: Mapping[str, Any] | None = None) -> list[StoredMessage]:
         """Add ``messages`` to the end of the session in one transaction (see the protocol)."""
-        owner = "SQLiteMemory.append"
-        session_id = check_storable_session_id(owner, session_id)
-        checked = check_messages(owner, messages)
-        meta = check_metadata(owner, metadata)
+        session_id, checked, texts, meta_text = check_append(
+            "SQLiteMemory.append", session_id, messages, metadata)
         if not checked:
             return []
-        texts = [message_json(owner, index, message) for index, message in enumerate(checked)]
-        meta_text = json.dumps(meta)
         now = float(self._clock())
         cutoff, limit = self._cutoff(now), self.max_messages
 
@@ -154,9 +141,7 @@ class SQLiteMemory:
                 conn.execute(_TRIM, (session_id, session_id, limit))
             return first
 
-        first = await self._write(write)
-        return [StoredMessage(message=message, metadata=json.loads(meta_text), timestamp=now,
-                              seq=first + index) for index, message in enumerate(checked)]
+        return stored_messages(checked, meta_text, now, await self._db.write(write))
 
     async def history(self, session_id: str, *, limit: int | None = None,
                       max_tokens: int | None = None) -> list[StoredMessage]:
@@ -184,7 +169,7 @@ class SQLiteMemory:
             cursor.close()
             return newest
 
-        newest = await self._read(read)
+        newest = await self._db.read(read)
         return select_recent(newest[::-1], limit=limit, max_tokens=max_tokens)
 
     async def clear(self, session_id: str) -> None:
@@ -200,7 +185,7 @@ class SQLiteMemory:
                 conn.execute("DELETE FROM conversation_messages WHERE session_id = ?",
                              (session_id,))
 
-        await self._write(write)
+        await self._db.write(write)
 
     async def delete(self, session_id: str) -> None:
         """Drop the session entirely; its ``seq`` numbering starts again at 1."""
@@ -212,7 +197,7 @@ class SQLiteMemory:
             conn.execute("DELETE FROM conversation_sessions WHERE session_id = ?",
                          (session_id,))
 
-        await self._write(write)
+        await self._db.write(write)
 
     async def sessions(self) -> list[str]:
         """The ids of the live sessions, sorted."""
@@ -224,36 +209,17 @@ class SQLiteMemory:
                                 "touched >= ?", (floor,)).fetchall()
             return [row[0] for row in rows]
 
-        return sorted(await self._read(read))
+        return sorted(await self._db.read(read))
 
     async def aclose(self) -> None:
         """Close the database if this store opened it (a shared one stays open)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_db:
-            await self._db.aclose()
+        await self._db.aclose()
 
     # --- helpers ------------------------------------------------------------------------
 
     def _cutoff(self, now: float) -> float | None:
         """Rows stamped before this have expired; None without a ttl."""
         return None if self.ttl is None else now - self.ttl
-
-    async def _ready_db(self) -> SQLiteDatabase:
-        if self._closed:
-            raise StoreError(f"{self!r} is closed",
-                             details={"store": "sqlite", "path": str(self._db.path)})
-        if not self._ready:
-            await self._db.ensure_schema("conversation", _MIGRATIONS)
-            self._ready = True
-        return self._db
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await (await self._ready_db()).write(fn)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await (await self._ready_db()).read(fn)
 
 
 def _sweep(conn: sqlite3.Connection, cutoff: float | None) -> None:
@@ -284,6 +250,28 @@ def check_storable_session_id(owner: str, session_id: object) -> str:
         raise InputValidationError(f"{owner}: session_id must be valid Unicode text "
                                    "(it holds a lone surrogate)", field="session_id") from None
     return checked
+
+
+def check_append(owner: str, session_id: object, messages: object, metadata: object
+                 ) -> tuple[str, list[Message], list[str], str]:
+    """A persistent memory's ``append`` arguments, checked and encoded before any write.
+
+    Returns:
+        The session id, the messages, each message's JSON text (:func:`message_json`)
+        and the metadata's JSON text.
+    """
+    session_id = check_storable_session_id(owner, session_id)
+    checked = check_messages(owner, messages)
+    meta_text = json.dumps(check_metadata(owner, metadata))
+    texts = [message_json(owner, index, message) for index, message in enumerate(checked)]
+    return session_id, checked, texts, meta_text
+
+
+def stored_messages(messages: Sequence[Message], meta_text: str, now: float,
+                    first: int) -> list[StoredMessage]:
+    """What ``append`` returns: the messages stamped with ``now`` and ``seq`` from ``first``."""
+    return [StoredMessage(message=message, metadata=json.loads(meta_text), timestamp=now,
+                          seq=first + index) for index, message in enumerate(messages)]
 
 
 def message_json(owner: str, index: int, message: Message) -> str:

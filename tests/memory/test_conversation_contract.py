@@ -8,7 +8,6 @@ fresh, empty store.
 
 from __future__ import annotations
 
-import importlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
