@@ -226,17 +226,23 @@ class Chain(ABC):
         pending = iter(range(len(items)))
         tracing = tracing_enabled()
 
+        async def one(index: int) -> None:
+            ctx = RunContext.start(self.name, base, tracing=tracing)
+            try:
+                results[index] = await self._top(items[index], ctx)
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                results[index] = exc
+
         async def worker() -> None:
             for index in pending:
-                ctx = RunContext.start(self.name, base, tracing=tracing)
-                try:
-                    results[index] = await self._top(items[index], ctx)
-                except Exception as exc:
-                    if not return_exceptions:
-                        raise
-                    results[index] = exc
+                await one(index)
 
-        await _gather_fail_fast([worker() for _ in range(min(limit, len(items)))])
+        if limit >= len(items):  # one task per item, no workers to hand items out
+            await _gather_fail_fast([one(index) for index in range(len(items))])
+        else:
+            await _gather_fail_fast([worker() for _ in range(limit)])
         return results
 
     async def call(self, inputs: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -430,14 +436,13 @@ async def _gather_fail_fast(coroutines: list[Any]) -> None:
         return
     tasks = [asyncio.ensure_future(coro) for coro in coroutines]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()
-    finally:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        # The first failure (or our own cancellation): stop the others before raising.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def check_model(owner: str, llm: object) -> ChatModel:
