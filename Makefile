@@ -38,6 +38,7 @@ bench: install bench-chains
 	$(BIN)/python benchmarks/bench_pipeline_overhead.py
 	$(BIN)/python benchmarks/bench_injection_detection.py
 	$(BIN)/python benchmarks/bench_pii_detection.py
+	$(BIN)/python benchmarks/checkpoints.py
 
 ## bench-chains: chainweave vs LangChain LCEL vs plain Python; LCEL lives in its own venv
 BENCH_VENV := benchmarks/.venv
