@@ -15,7 +15,10 @@ Requests run one after another in alternating batches (bare, then pipeline); fig
 are medians over the batches of per-request time, and "added" is pipeline minus bare.
 Target: at most 150 µs median added per request.
 
-Usage: python benchmarks/bench_pipeline_overhead.py [--calls N] [--rounds R]
+With ``--stages``, it also measures each stage of the full list alone (a pipeline of that
+one stage, fresh requests as in ``miss``) the same way, to show where the time goes.
+
+Usage: python benchmarks/bench_pipeline_overhead.py [--calls N] [--rounds R] [--stages]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from chainweave.config import Settings
-from chainweave.pipeline import Pipeline
+from chainweave.pipeline import Pipeline, default_stages
 from chainweave.types import ChatRequest, ChatResponse, Message, StreamChunk, Usage
 
 _WORDS = ("the quarterly report shows revenue growth in every region while costs held "
@@ -79,11 +82,9 @@ async def per_call_us(call: Callable[[ChatRequest], object], requests: list[Chat
     return (time.perf_counter() - started) / len(requests) * 1e6
 
 
-async def bench(path: str, calls: int, rounds: int, audit: Path) -> dict[str, object]:
-    """Alternate bare and pipeline batches for one path; medians and the difference."""
-    bare = Bare()
-    pipeline = Pipeline.from_settings(bare, _settings(audit, full=path != "defaults"))
-    fresh = path != "hit"
+async def measure(bare: Bare, pipeline: Pipeline, calls: int, rounds: int, *,
+                  fresh: bool) -> dict[str, float]:
+    """Alternate bare and pipeline batches; medians and the difference."""
     await per_call_us(pipeline.chat, _requests(calls, fresh=fresh))  # warm up
     bare_us, piped_us = [], []
     for _ in range(rounds):
@@ -92,9 +93,26 @@ async def bench(path: str, calls: int, rounds: int, audit: Path) -> dict[str, ob
         piped_us.append(await per_call_us(pipeline.chat, batch))
     await pipeline.aclose()
     b, p = statistics.median(bare_us), statistics.median(piped_us)
-    return {"path": path, "stages": [s.name for s in pipeline.stages],
-            "bare_us_per_call": round(b, 2), "pipeline_us_per_call": round(p, 2),
+    return {"bare_us_per_call": round(b, 2), "pipeline_us_per_call": round(p, 2),
             "added_us_per_call": round(p - b, 2)}
+
+
+async def bench(path: str, calls: int, rounds: int, audit: Path) -> dict[str, object]:
+    """The figures for one path."""
+    bare = Bare()
+    pipeline = Pipeline.from_settings(bare, _settings(audit, full=path != "defaults"))
+    figures = await measure(bare, pipeline, calls, rounds, fresh=path != "hit")
+    return {"path": path, "stages": [s.name for s in pipeline.stages], **figures}
+
+
+async def bench_stages(calls: int, rounds: int, audit: Path) -> list[dict[str, object]]:
+    """The figures for each stage of the full list alone, on fresh requests."""
+    results: list[dict[str, object]] = []
+    for stage in default_stages(_settings(audit, full=True)):
+        bare = Bare()
+        figures = await measure(bare, Pipeline(bare, [stage]), calls, rounds, fresh=True)
+        results.append({"stage": stage.name, **figures})
+    return results
 
 
 def main() -> None:
@@ -102,14 +120,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--stages", action="store_true",
+                        help="also measure each stage of the full list alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         audit = Path(folder) / "audit.jsonl"
         results = [asyncio.run(bench(path, args.calls, args.rounds, audit))
                    for path in ("miss", "hit", "defaults")]
-    print(json.dumps({"benchmark": "pipeline_overhead_1kb_prompt", "prompt_chars": len(PROMPT),
-                      "calls_per_batch": args.calls, "rounds": args.rounds,
-                      "target_added_us": 150, "results": results}, indent=2))
+        stages = asyncio.run(bench_stages(args.calls, args.rounds, audit)) if args.stages \
+            else None
+    report: dict[str, object] = {
+        "benchmark": "pipeline_overhead_1kb_prompt", "prompt_chars": len(PROMPT),
+        "calls_per_batch": args.calls, "rounds": args.rounds, "target_added_us": 150,
+        "results": results}
+    if stages is not None:
+        report["stages_alone"] = stages
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,16 @@ ContentFilter = Callable[[str], str]
 """Rewrites a prompt or completion text before it is written (to mask PII, say)."""
 
 _log = get_logger("chainweave.pipeline.audit")
+# Built once: ``json.dumps`` with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+_PLAIN = frozenset({bool, int, float, type(None)})
+
+
+def _redacted(record: dict[str, Any]) -> dict[str, Any]:
+    """``redact_value(record)``, without a call for each number, flag or null it would
+    return as it is: half a record's fields."""
+    return {key: value if type(value) in _PLAIN else redact_value(value)
+            for key, value in record.items()}
 
 
 def _open(path: Path) -> TextIO:
@@ -207,8 +217,7 @@ class AuditLog(Stage):
     def _write(self, request: ChatRequest, call: Call, outcome: _Outcome) -> None:
         """Build and write the record; a failure is logged, never raised."""
         try:
-            record = redact_value(self._record(request, call, outcome))
-            line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+            line = _ENCODER.encode(_redacted(self._record(request, call, outcome)))
             if self._file is None:
                 self.logger.info(line)
                 return

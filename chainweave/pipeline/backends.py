@@ -4,7 +4,7 @@ Both stages speak one small async key-value protocol, :class:`StoreBackend`: str
 keys, string values (JSON, never pickle), a time to live on every entry, and an atomic
 set-if-absent for claiming a key. Two backends implement it:
 
-* :class:`MemoryBackend`, a TTL+LRU dict in this process (``cachetools.LRUCache``).
+* :class:`MemoryBackend`, a TTL+LRU dict in this process (an ``OrderedDict``).
 * :class:`RedisBackend`, shared by every process that points at one Redis. When Redis
   cannot be reached it carries on with an in-memory fallback, says so in one warning,
   and tries Redis again every ``retry_interval`` seconds.
@@ -15,12 +15,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
-
-from cachetools import LRUCache
 
 from chainweave._internal.redact import get_logger, redact, register_secret
 from chainweave.errors import ConfigurationError, InputValidationError
@@ -124,8 +123,10 @@ class MemoryBackend:
                  timer: Callable[[], float] = time.monotonic) -> None:
         self._max_size = check_size("MemoryBackend", "max_size", max_size)
         self._ttl = check_ttl("MemoryBackend", "ttl", ttl)
-        # key -> (stored text, expiry time on ``timer``)
-        self._entries: LRUCache[str, tuple[str, float]] = LRUCache(self._max_size)
+        # key -> (stored text, expiry time on ``timer``), least recently used first. An
+        # OrderedDict, not a cachetools.LRUCache: its methods are C, and every request
+        # makes several calls here.
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._timer = timer
         self._lock = threading.Lock()
 
@@ -143,12 +144,24 @@ class MemoryBackend:
         return self._ttl if ttl is None else check_ttl("MemoryBackend", "ttl", ttl)
 
     def _live(self, key: str) -> tuple[str, float] | None:
-        """The entry under ``key`` unless it has expired (then it is dropped); locked."""
+        """The entry under ``key`` unless it has expired (then it is dropped), now the
+        most recently used; locked."""
         item = self._entries.get(key)
-        if item is not None and item[1] <= self._timer():
+        if item is None:
+            return None
+        if item[1] <= self._timer():
             del self._entries[key]
             return None
+        self._entries.move_to_end(key)
         return item
+
+    def _put(self, key: str, value: str, seconds: float) -> None:
+        """Store an entry as the most recently used, making room if need be; locked."""
+        entries = self._entries
+        entries[key] = (value, self._timer() + seconds)
+        entries.move_to_end(key)
+        if len(entries) > self._max_size:
+            entries.popitem(last=False)
 
     async def get(self, key: str) -> str | None:
         """The value stored under ``key``, or ``None``."""
@@ -161,7 +174,7 @@ class MemoryBackend:
         _check_entry("MemoryBackend", key, value)
         seconds = self._ttl_or_default(ttl)
         with self._lock:
-            self._entries[key] = (value, self._timer() + seconds)
+            self._put(key, value, seconds)
 
     async def add(self, key: str, value: str, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent (or expired)."""
@@ -170,7 +183,7 @@ class MemoryBackend:
         with self._lock:
             if self._live(key) is not None:
                 return False
-            self._entries[key] = (value, self._timer() + seconds)
+            self._put(key, value, seconds)
             return True
 
     async def delete(self, key: str, *, only_if: str | None = None) -> bool:

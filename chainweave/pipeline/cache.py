@@ -35,13 +35,14 @@ from chainweave.pipeline.singleflight import SingleFlight
 from chainweave.streaming import StreamAccumulator
 from chainweave.types import ChatRequest, ChatResponse, StreamChunk
 
-__all__ = ["ResponseCache", "StreamRecorder", "is_cacheable", "replay_chunks"]
+__all__ = ["ResponseCache", "StreamRecorder", "is_cacheable", "replay_chunks", "stored_json"]
 
 logger = get_logger("chainweave.pipeline.cache")
 
 _WORD_START = re.compile(r"(?<=\s)(?=\S)")
 _PIECE_CHARS = 32
 _KEY_PREFIX = "cache:"
+_STORED = "chainweave.cache.stored"
 
 
 # --- streams: replaying a stored response, recording a live one -----------------------
@@ -112,6 +113,17 @@ class StreamRecorder:
         latency = (time.perf_counter() - self._started) * 1000
         return self._accumulator.response(provider=self._provider, model=self._model,
                                           latency_ms=latency)
+
+
+def stored_json(response: ChatResponse, call: Call) -> str:
+    """The JSON to keep ``response`` as: the text the cache stored for this very response
+    during ``call`` (marked ``cached``, as every replay is anyway), else its own JSON.
+
+    The idempotency stage keeps the response the cache has just stored: one
+    serialization serves both.
+    """
+    memo = call.annotations.get(_STORED)
+    return memo[1] if memo is not None and memo[0] is response else response.model_dump_json()
 
 
 def is_cacheable(request: ChatRequest) -> bool:
@@ -228,7 +240,7 @@ class ResponseCache(Stage):
             if again is not None:
                 return again, True
             response = await call_next(request)
-            await self._store(key, response)
+            await self._store(key, response, call)
             return response, False
 
         response, cached = await self._flight.do(key, fill)
@@ -261,7 +273,7 @@ class ResponseCache(Stage):
         # consumer stopped reading (the generator is closed at the yield above).
         response = recorder.response()
         if response is not None:
-            await self._store(key, response)
+            await self._store(key, response, call)
 
     async def aclose(self) -> None:
         """Close the backend."""
@@ -302,10 +314,11 @@ class ResponseCache(Stage):
         except Exception as exc:
             logger.warning("response cache could not remove %s (%s)", key, type(exc).__name__)
 
-    async def _store(self, key: str, response: ChatResponse) -> None:
+    async def _store(self, key: str, response: ChatResponse, call: Call) -> None:
         if response.finish_reason == "error":
             return
         value = response.model_copy(update={"cached": True}).model_dump_json()
+        call.annotations[_STORED] = (response, value)  # see stored_json
         try:
             await self._backend.set(key, value, self._ttl)
         except Exception as exc:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +35,7 @@ from chainweave._internal.redact import get_logger
 from chainweave.errors import IdempotencyConflictError, InputValidationError
 from chainweave.pipeline.backends import MemoryBackend, StoreBackend, check_size, check_ttl
 from chainweave.pipeline.base import Call, NextChat, NextStream, Stage, closing_stream
-from chainweave.pipeline.cache import StreamRecorder, replay_chunks
+from chainweave.pipeline.cache import StreamRecorder, replay_chunks, stored_json
 from chainweave.pipeline.keys import call_fingerprint
 from chainweave.types import ChatRequest, ChatResponse, StreamChunk
 
@@ -71,6 +71,13 @@ def _conflict(request_id: str) -> IdempotencyConflictError:
     return IdempotencyConflictError(
         f"request_id {request_id!r} was already used with a different payload; use a new "
         "request_id for a different request", details={"request_id": request_id})
+
+
+def _entry(state: str, fingerprint: str, last: str) -> str:
+    """A store entry's JSON, ``last`` holding its last field; spelled out, since a
+    ``json.dumps`` of a dict would cost more than the rest of a claim."""
+    return (f'{{"v": {_FORMAT}, "state": "{state}", "fingerprint": {json.dumps(fingerprint)}, '
+            f'{last}}}')
 
 
 def _parse(raw: str) -> _Record:
@@ -141,7 +148,7 @@ class Idempotency(Stage):
             flight, claim = await self._claim_first(request_id, fingerprint)
             if isinstance(claim, str):
                 return await self._run_first(request_id, flight, claim,
-                                             lambda: call_next(request))
+                                             lambda: call_next(request), call)
             stored = claim
         return _replayed(call, stored)
 
@@ -181,6 +188,8 @@ class Idempotency(Stage):
         ``None`` when there is none (any more), or when it has run past
         ``wait_timeout`` (its claim has expired too): the caller goes on to claim the id.
         """
+        if request_id not in self._flights:
+            return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._claim_ttl
         while (flight := self._flights.get(request_id)) is not None:
@@ -233,10 +242,11 @@ class Idempotency(Stage):
         return flight, claim
 
     async def _run_first(self, request_id: str, flight: _Flight, token: str,
-                         run: Callable[[], Awaitable[ChatResponse]]) -> ChatResponse:
+                         run: Callable[[], Awaitable[ChatResponse]],
+                         call: Call) -> ChatResponse:
         try:
             response = await run()
-            await self._save(request_id, flight.fingerprint, token, response)
+            await self._save(request_id, flight.fingerprint, token, response, call)
         except BaseException as exc:
             await self._end(request_id, flight, exc, release=token)
             raise
@@ -281,8 +291,7 @@ class Idempotency(Stage):
         payload, poll until it stores a result, releases the claim, or the claim expires.
         """
         key = _KEY_PREFIX + request_id
-        pending = json.dumps({"v": _FORMAT, "state": "pending", "fingerprint": fingerprint,
-                              "owner": uuid.uuid4().hex})
+        pending = _entry("pending", fingerprint, f'"owner": "{secrets.token_hex(16)}"')
         while True:
             if await self._backend.add(key, pending, self._claim_ttl):
                 return pending
@@ -309,13 +318,13 @@ class Idempotency(Stage):
             return None
 
     async def _save(self, request_id: str, fingerprint: str, token: str,
-                    response: ChatResponse) -> None:
+                    response: ChatResponse, call: Call | None = None) -> None:
         if response.finish_reason == "error":
             await self._release(request_id, token)
             return
         # pydantic writes the response's JSON itself, much faster than json.dumps.
-        head = json.dumps({"v": _FORMAT, "state": "done", "fingerprint": fingerprint})
-        record = f'{head[:-1]}, "response": {response.model_dump_json()}}}'
+        body = response.model_dump_json() if call is None else stored_json(response, call)
+        record = _entry("done", fingerprint, f'"response": {body}')
         try:
             await self._backend.set(_KEY_PREFIX + request_id, record, self._ttl)
         except Exception as exc:

@@ -29,6 +29,8 @@ FINGERPRINT_VERSION: Final = 1
 
 _EXCLUDED: Final[set[str]] = {"request_id", "user", "timeout", "metadata"}
 _PREFIX: Final = f"chainweave.request.v{FINGERPRINT_VERSION}\n".encode()
+# Built once: ``json.dumps`` with options builds a new encoder on every call.
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def request_fingerprint(request: ChatRequest) -> str:
@@ -50,7 +52,7 @@ def request_fingerprint(request: ChatRequest) -> str:
                                 exclude=_EXCLUDED)
     if any("tool_calls" in message for message in fields["messages"]):
         _canonical_arguments(fields["messages"])
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    text = _CANONICAL.encode(fields)
     return hashlib.sha256(_PREFIX + text.encode("ascii")).hexdigest()
 
 

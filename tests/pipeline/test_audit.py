@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chainweave._internal.redact import register_secret
+from chainweave._internal.redact import redact_value, register_secret
 from chainweave.errors import (
     ConfigurationError,
     ProviderUnavailableError,
     RateLimitError,
     SecurityViolationError,
 )
-from chainweave.pipeline.audit import AuditLog
+from chainweave.pipeline.audit import AuditLog, _redacted
 from chainweave.pipeline.base import Call, NextChat, Pipeline, SecurityEvent, Stage
 from chainweave.pipeline.findings import Finding
 from chainweave.pipeline.ratelimit import RateLimiter
@@ -344,3 +346,17 @@ async def test_stage_passes_chunks_through_unchanged(log_path: Path, audit: Make
     call = Call.for_request(ask(), streaming=True)
     chunks = [c async for c in stage.stream(ask(), call, upstream)]
     assert chunks == [StreamChunk(delta="a"), StreamChunk(finish_reason="stop")]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.sampled_from(["plain", "sk-" + "a1" * 10, "Bearer abcdefgh1234", "x" * 30]),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=12)
+
+
+@given(st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=8))
+def test_record_fields_are_redacted_as_redact_value_does(record: dict[str, Any]) -> None:
+    """Redacting a record field by field, plain values skipped, is redact_value's result."""
+    assert _redacted(record) == redact_value(record)

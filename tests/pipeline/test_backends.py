@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis_asyncio
+from cachetools import LRUCache
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chainweave.errors import ConfigurationError, InputValidationError
 from chainweave.pipeline.backends import MemoryBackend, RedisBackend, StoreBackend
@@ -148,6 +151,39 @@ async def test_memory_evicts_least_recently_used() -> None:
     assert await backend.get("a") == "1"
     assert await backend.get("c") == "3"
     assert len(backend) == 2
+
+
+_OPERATIONS = st.lists(st.tuples(st.sampled_from(["set", "get", "add", "delete"]),
+                                  st.sampled_from("abcde"), st.sampled_from("xyz")),
+                        max_size=40)
+
+
+@given(_OPERATIONS)
+def test_memory_keeps_the_entries_an_lru_cache_keeps(operations: list[tuple[str, str, str]]
+                                                    ) -> None:
+    """Any sequence of calls answers and keeps what a cachetools LRUCache of the same
+    size would: every call on a live key makes it the most recently used."""
+    reference: LRUCache[str, str] = LRUCache(maxsize=3)
+
+    def expected(operation: str, key: str, value: str) -> object:
+        if operation == "get":
+            return reference.get(key)
+        if operation == "delete":
+            return reference.pop(key, None) is not None
+        if operation == "add" and reference.get(key) is not None:
+            return False
+        reference[key] = value
+        return True if operation == "add" else None
+
+    async def run() -> None:
+        backend = MemoryBackend(max_size=3)
+        for operation, key, value in operations:
+            call = getattr(backend, operation)
+            got = await (call(key) if operation in ("get", "delete") else call(key, value, 60))
+            assert got == expected(operation, key, value), (operation, key)
+        assert len(backend) == len(reference)
+
+    asyncio.run(run())
 
 
 async def test_memory_expiry_follows_its_clock() -> None:

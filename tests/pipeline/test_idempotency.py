@@ -19,6 +19,7 @@ from chainweave.errors import (
 )
 from chainweave.pipeline import Call, Pipeline
 from chainweave.pipeline.backends import RedisBackend, StoreBackend
+from chainweave.pipeline.cache import ResponseCache
 from chainweave.pipeline.idempotency import Idempotency
 from chainweave.streaming import StreamAccumulator
 from chainweave.testing import FunctionProvider, MockProvider
@@ -112,6 +113,21 @@ async def test_repeat_is_replayed(stage: Idempotency) -> None:
     assert (again.cached, again_call.replayed) == (True, True)
     assert again.content == "first answer"
     assert again.model_copy(update={"cached": False}) == first
+
+
+async def test_repeat_behind_a_cache_is_replayed_as_the_cache_stored_it(
+        make_backend: BackendFactory) -> None:
+    """In front of the response cache, a repeat gets the response the cache stored."""
+    cache = ResponseCache(make_backend())
+    pipeline = Pipeline(MockProvider(["first answer"]), [Idempotency(make_backend()), cache])
+    request = _request(temperature=0)
+    first = await pipeline.chat(request)
+    again = await pipeline.chat(request)
+    assert (first.cached, again.cached) == (False, True)
+    assert again.model_copy(update={"cached": False}) == first
+    stored = await cache.backend.get(cache.key(request))
+    assert stored is not None
+    assert ChatResponse.model_validate_json(stored) == again
 
 
 async def test_other_ids_are_separate(stage: Idempotency) -> None:

@@ -28,7 +28,7 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import accumulate, compress
@@ -106,8 +106,22 @@ def _skeleton_table() -> dict[int, str]:
 _SKELETON = _skeleton_table()
 
 
+def _byte_table(fold: Callable[[str], str]) -> bytes:
+    """A :meth:`bytes.translate` table applying ``fold`` to each ASCII character.
+
+    ASCII text is folded through it as bytes, which is several times faster than
+    :meth:`str.translate`; the bytes above 127 never occur in such text.
+    """
+    return bytes(ord(fold(chr(code))) if code < 128 else code for code in range(256))
+
+
+_ASCII_SKELETON = _byte_table(lambda char: _SKELETON.get(ord(char), char))
+
+
 def _skeleton(text: str) -> str:
     """The folded view the ``skeleton`` rules match, exactly as long as ``text``."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_SKELETON).decode("ascii")
     return text.translate(_SKELETON)
 
 
@@ -117,6 +131,12 @@ _SEP = r"[ \t._*+~|/\\-]"
 _RUN = re.compile(rf"(?<![a-z0-9])[a-z](?:{_SEP}{{1,3}}[a-z](?![a-z0-9])){{3,}}")
 _RUN_GATE = re.compile(rf"{_SEP}[a-z]{_SEP}{{1,3}}[a-z]{_SEP}{{1,3}}[a-z]")
 _GAP_SPLIT = re.compile(rf"({_SEP}{{1,3}})")
+# ``_RUN_GATE`` on an ASCII view, spelled over the view's character classes (separator
+# " ", letter "a", anything else "x"), where it starts with a literal and so skips along
+# with a fast substring search instead of trying every separator.
+_SEP_CLASSES = _byte_table(lambda char: " " if re.fullmatch(_SEP, char)
+                           else "a" if "a" <= char <= "z" else "x")
+_RUN_GATE_CLASSES = re.compile(rb" a  {0,2}a {1,3}a")
 
 
 class _SpacedRun:
@@ -157,8 +177,16 @@ class _SpacedRun:
         return letter + bisect_left(self._breaks, letter)
 
 
+def _may_hold_spaced_run(folded: str) -> bool:
+    """Whether ``_RUN_GATE`` matches in ``folded``."""
+    if folded.isascii():
+        classes = folded.encode("ascii").translate(_SEP_CLASSES)
+        return _RUN_GATE_CLASSES.search(classes) is not None
+    return _RUN_GATE.search(folded) is not None
+
+
 def _spaced_runs(folded: str) -> list[_SpacedRun]:
-    if not _RUN_GATE.search(folded):
+    if not _may_hold_spaced_run(folded):
         return []
     return [_SpacedRun(m.start(), m.group()) for m in _RUN.finditer(folded)]
 
@@ -203,6 +231,17 @@ _HEX_PLAIN = re.compile(r"(?:0x)?((?:[0-9A-Fa-f]{2}){8,})")
 _HEX_PAIRS = frozenset(f"{a}{b}" for a in "0123456789abcdefABCDEF"
                        for b in "0123456789abcdefABCDEF")
 _BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+# An ASCII text's chunks: whitespace as ``str.split`` sees it is " ", anything else "x";
+# then the same with hex digits as "h". In the second, padded with a space at each end,
+# eight two-digit hex chunks in a row are ``_HEX_CHUNKS``, and ``_TWO_CHAR_CHUNKS`` in
+# the first is the cheap test that must pass before.
+_CHUNKS = _byte_table(lambda char: " " if char.isspace() else "x")
+_HEX_CLASSES = _byte_table(lambda char: " " if char.isspace()
+                           else "h" if char in "0123456789abcdefABCDEF" else "x")
+_LONG_CHUNK = b"x" * 16
+# Spelled to start with a whole chunk (" xx "), so the engine skips to two-character ones.
+_TWO_CHAR_CHUNKS = re.compile(rb" xx (?: *xx ){7}")
+_HEX_CHUNKS = re.compile(rb" hh (?: *hh ){7}")
 
 
 def _as_text(data: bytes) -> str | None:
@@ -246,8 +285,26 @@ def _long_chunks(text: str, chunks: list[str], lengths: list[int]) -> list[tuple
     return sorted(spans)
 
 
+def _may_hold_encoded(text: str) -> bool:
+    """Whether ``text`` has a chunk of 16+ characters between whitespace, or eight
+    two-digit hex chunks in a row: the only places :func:`_encoded_runs` finds runs.
+
+    Worked out for ASCII text with byte translations and searches that start with a
+    literal (prose rarely has either); any other text is taken to have them.
+    """
+    if not text.isascii():
+        return True
+    raw = text.encode("ascii")
+    chunks = b" " + raw.translate(_CHUNKS) + b" "
+    if _LONG_CHUNK in chunks:
+        return True
+    return (_TWO_CHAR_CHUNKS.search(chunks) is not None
+            and _HEX_CHUNKS.search(b" " + raw.translate(_HEX_CLASSES) + b" ") is not None)
+
+
 def _encoded_runs(text: str) -> Iterable[tuple[str, int, int, str]]:
-    """Each decodable run as ``(encoding, start, end, decoded text)``."""
+    """Each decodable run as ``(encoding, start, end, decoded text)``; there are none
+    where :func:`_may_hold_encoded` is false (callers ask it first)."""
     # A run lies inside one chunk of 16+ characters between spaces, except spaced hex,
     # which is many two-digit chunks.
     chunks = text.split()
@@ -277,7 +334,7 @@ def _encoded_runs(text: str) -> Iterable[tuple[str, int, int, str]]:
 # --- anchors -----------------------------------------------------------------------------
 
 _NON_WORD = re.compile(r"\W")
-_ASCII_NON_WORD = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
+_ASCII_NON_WORD = _byte_table(lambda char: char if char.isalnum() or char == "_" else " ")
 # Scripts that do not put spaces between words: an anchor in them can sit anywhere.
 _UNSPACED_SCRIPT = re.compile("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
                               "\uac00-\ud7af\uf900-\ufaff]")
@@ -293,7 +350,8 @@ class _Words(NamedTuple):
 
 def _words(view: str) -> _Words:
     # Each non-word character becomes one space, so offsets stay as they are.
-    spaced = view.translate(_ASCII_NON_WORD) if view.isascii() else _NON_WORD.sub(" ", view)
+    spaced = (view.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii")
+              if view.isascii() else _NON_WORD.sub(" ", view))
     return _Words(spaced.split(), f" {spaced} ")
 
 
@@ -324,12 +382,13 @@ class _AnchorIndex:
 
     Words are looked up in the view's set of words; identifiers with ``_`` among the words
     that hold one; everything else (symbols, CJK) through one alternation whose first
-    characters are rare in prose, so the regex engine skips most of the text.
+    characters are rare in prose, so the regex engine skips most of the text (and an
+    ASCII view without any of those characters skips the alternation).
     """
 
     def __init__(self, rules: Sequence[InjectionRule]) -> None:
         # Which rules each required word or symbol lets through; rules requiring nothing.
-        self._free = {i for i, r in enumerate(rules) if not r.requires}
+        self._free = frozenset(i for i, r in enumerate(rules) if not r.requires)
         self._by_word: dict[str, list[int]] = {}
         self._by_symbol: dict[str, list[int]] = {}
         for index, rule in enumerate(rules):
@@ -337,6 +396,9 @@ class _AnchorIndex:
                 by = self._by_word if need.isalnum() else self._by_symbol
                 by.setdefault(need, []).append(index)
         self._required_words = frozenset(self._by_word)
+        # A character of each required symbol, looked for first: most views lack it.
+        self._markers = {s: next((c for c in s if not c.isalnum()), s[0])
+                         for s in self._by_symbol}
         self.words: dict[str, list[int]] = {}
         self._word_set: frozenset[str] = frozenset()
         self.identifiers: dict[str, list[int]] = {}
@@ -345,10 +407,14 @@ class _AnchorIndex:
             for anchor in rule.anchors:
                 self._add(index, anchor)
         self._word_set = frozenset(self.words)
+        # Every anchor and required word: the only words of a view that matter.
+        self._vocabulary = self._word_set | self._required_words
         ordered = sorted(self.symbols, key=len, reverse=True)
         self._symbols = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         # A symbol found at an offset implies every symbol that is a prefix of it.
         self._prefixes = {s: [p for p in ordered if s.startswith(p)] for s in ordered}
+        # An ASCII view can hold an ASCII symbol only where one of these characters is.
+        self._ascii_heads = sorted({s[0] for s in ordered if s.isascii()})
 
     def _add(self, rule: int, anchor: str) -> None:
         if anchor.isalnum() and not _UNSPACED_SCRIPT.search(anchor):
@@ -361,39 +427,45 @@ class _AnchorIndex:
     def starts(self, view: str, words: _Words | None = None) -> dict[int, list[int]]:
         """For each rule with an anchor in ``view`` (lowercase), the offsets to try.
 
+        Only rules with one of the words or symbols they require in ``view`` are listed.
         ``words`` may hold the words of a view that has the same words wherever an anchor
         could be (see :meth:`InjectionDetector._findings`); by default, ``view``'s.
         """
         found: dict[int, list[int]] = {}
         words = _words(view) if words is None else words
-        present = set(words.words)
-        eligible = self._eligible(view, present)
+        # The view's words that are anchors or required words (no set of all its words).
+        present = self._vocabulary.intersection(words.words)
+        free, met = self._free, self._met(view, present)
         for word in self._word_set.intersection(present):
-            if rules := [r for r in self.words[word] if r in eligible]:
+            if rules := [r for r in self.words[word] if r in free or r in met]:
                 offsets = _spaced_starts(words.spaced, word)
                 for rule in rules:
                     found.setdefault(rule, []).extend(offsets)
         if self.identifiers and "_" in view:
-            underscored = [w for w in present if "_" in w]
+            underscored = [w for w in words.words if "_" in w]
             for name, candidates in self.identifiers.items():
-                rules = [r for r in candidates if r in eligible]
+                rules = [r for r in candidates if r in free or r in met]
                 if rules and any(name in w for w in underscored):
                     self._note(found, rules, _starts(view, name))
-        if self._symbols is not None:
-            self._symbol_starts(view, eligible, found)
+        if self._symbols is not None and self._may_hold_symbol(view):
+            self._symbol_starts(view, free | met, found)
         return found
 
-    def _eligible(self, view: str, present: set[str]) -> set[int]:
-        """The rules that have one of the words or symbols they require in ``view``."""
-        eligible = set(self._free)
+    def _met(self, view: str, present: frozenset[str]) -> set[int]:
+        """The rules that require words or symbols and have one of them in ``view``."""
+        met: set[int] = set()
         for word in self._required_words.intersection(present):
-            eligible.update(self._by_word[word])
+            met.update(self._by_word[word])
         for symbol, rules in self._by_symbol.items():
-            if symbol in view:
-                eligible.update(rules)
-        return eligible
+            if self._markers[symbol] in view and symbol in view:
+                met.update(rules)
+        return met
 
-    def _symbol_starts(self, view: str, eligible: set[int],
+    def _may_hold_symbol(self, view: str) -> bool:
+        """Whether a symbol anchor can occur in ``view``: always, unless it is ASCII."""
+        return not view.isascii() or any(map(view.__contains__, self._ascii_heads))
+
+    def _symbol_starts(self, view: str, eligible: frozenset[int] | set[int],
                        found: dict[int, list[int]]) -> None:
         assert self._symbols is not None
         offsets: dict[str, list[int]] = {}
@@ -463,7 +535,9 @@ def _lowered(text: str) -> str:
     return (text if "\u0130" not in text else text.replace("\u0130", "i")).lower()
 
 
-def _total(findings: Iterable[Finding]) -> float:
+def _total(findings: Sequence[Finding]) -> float:
+    if not findings:
+        return 0.0
     best: dict[str, float] = {}
     for finding in findings:
         best[finding.rule_id] = max(best.get(finding.rule_id, 0.0), finding.score)
@@ -522,8 +596,8 @@ class InjectionDetector:
 
     def scan(self, text: str) -> list[Finding]:
         """The rule hits in ``text`` when its score reaches the threshold, else ``[]``."""
-        assessment = self.assess(text)
-        return assessment.findings if assessment.detected else []
+        findings = self._findings(text, depth=0)
+        return findings if findings and _total(findings) >= self.threshold else []
 
     def _findings(self, text: str, depth: int) -> list[Finding]:
         folded = _skeleton(text)
@@ -538,8 +612,10 @@ class InjectionDetector:
                 and self._folding_chars.search(_lowered(text))):
             found += self._other_rules.scan(folded, text, _lowered(text))
         found += self._spaced(folded)
-        if self.decode_encoded and depth < _MAX_DECODE_DEPTH:
+        if self.decode_encoded and depth < _MAX_DECODE_DEPTH and _may_hold_encoded(text):
             found += self._encoded(text, depth)
+        if not found:
+            return found
         return sorted(set(found), key=lambda f: (f.start, f.end, f.rule_id))
 
     def _spaced(self, folded: str) -> list[Finding]:

@@ -83,8 +83,22 @@ def _heads(*phrase_lists: str) -> tuple[str, ...]:
 
 
 def _after(*words: str) -> str:
-    r"""Fixed-width lookbehinds: the match must follow one of ``words`` (``"you are"`` …)."""
-    return "(?:" + "|".join("(?<=" + w.replace(" ", r"\s") + r"\s)" for w in words) + ")"
+    r"""Fixed-width lookbehinds: the match must follow one of ``words`` (``"you are"`` …).
+
+    The phrases are grouped by their last word, which each of them implies, so a position
+    that follows none is ruled out with one lookbehind per last word, not one per phrase.
+    """
+    def behind(phrase: str) -> str:
+        return "(?<=" + phrase.replace(" ", r"\s") + r"\s)"
+
+    groups: dict[str, list[str]] = {}
+    for phrase in words:
+        groups.setdefault(phrase.split()[-1], []).append(phrase)
+    alternatives = [
+        behind(last) if last in phrases else behind(phrases[0]) if len(phrases) == 1
+        else behind(last) + "(?:" + "|".join(map(behind, phrases)) + ")"
+        for last, phrases in groups.items()]
+    return "(?:" + "|".join(alternatives) + ")"
 
 
 def _skel(rule_id: str, weight: float, description: str, pattern: str,

@@ -20,7 +20,8 @@ _STRIPPED = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
     "\u2060-\u2064\u2066-\u2069\ufeff]"
 )
-_ASCII_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The same characters for ASCII text, deleted from its bytes (much faster than a regex).
+_ASCII_CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 
 def normalize_text(text: str) -> str:
@@ -38,7 +39,8 @@ def normalize_text(text: str) -> str:
     """
     if text.isascii():
         # NFKC is the identity on ASCII; only C0 controls and DEL can need deleting.
-        return _ASCII_CONTROL.sub("", text) if _ASCII_CONTROL.search(text) else text
+        kept = text.encode("ascii").translate(None, _ASCII_CONTROL)
+        return text if len(kept) == len(text) else kept.decode("ascii")
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
     stripped = _STRIPPED.sub("", text)

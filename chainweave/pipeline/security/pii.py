@@ -22,6 +22,7 @@ from chainweave.pipeline.security.pii_patterns import (
     PEM_MARKER_MAX,
     Rule,
     TextIndex,
+    may_hold_builtin,
     search_finder,
 )
 
@@ -85,6 +86,8 @@ class PIIDetector:
                 "PIIDetector: " + "; ".join(p["message"] for p in problems),
                 errors=problems, field=problems[0]["field"])
         self._rules: tuple[Rule, ...] = tuple(rules)
+        # With built-in rules only, a text none of them can match is skipped at once.
+        self._builtin_only = all(rule is BUILTIN_RULES.get(rule.rule_id) for rule in rules)
         self._allow = frozenset(allow)
         self._allow_patterns = tuple(allowed)
         self.window: int = _window(chosen)
@@ -106,6 +109,8 @@ class PIIDetector:
         if not text:
             return []
         index = TextIndex(text)
+        if self._builtin_only and not may_hold_builtin(index):
+            return []
         candidates = [(start, end, rule) for rule in self._rules
                       for start, end in rule.find(index)]
         if candidates and (self._allow or self._allow_patterns):

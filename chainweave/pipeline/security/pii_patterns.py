@@ -25,9 +25,10 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,12 +39,14 @@ from chainweave.pipeline.security.checksums import (
     ssn_valid,
 )
 
-__all__ = ["BUILTIN_RULES", "PEM_MARKER_MAX", "Rule", "TextIndex"]
+__all__ = ["BUILTIN_RULES", "PEM_MARKER_MAX", "Rule", "TextIndex", "may_hold_builtin"]
 
 Span = tuple[int, int]
 """``(start, end)`` offsets in a text."""
-Finder = Callable[["TextIndex"], Iterator[Span]]
-"""Yields the span of each value a rule finds in an indexed text."""
+Finder = Callable[["TextIndex"], Iterable[Span]]
+"""The span of each value a rule finds in an indexed text. Finders answer a text
+without a place to start from with an empty tuple, not a generator: most texts have
+none, and a scan asks every rule."""
 Accept = Callable[[str, int, int], int]
 """``(text, start, end)`` to the end of the accepted value, or -1 to reject."""
 
@@ -162,12 +165,16 @@ def search_finder(pattern: re.Pattern[str], needs: tuple[str, ...] = (),
     """A finder that runs ``pattern`` over the whole text, but only when the text's
     shape holds ``shape`` and the text one of ``needs`` (cheap literal searches)."""
 
-    def find(index: TextIndex) -> Iterator[Span]:
+    def find(index: TextIndex) -> Iterable[Span]:
         text = index.text
         if shape and shape not in index.shape():
-            return
-        if needs and not any(literal in text for literal in needs):
-            return
+            return ()
+        # map, not a generator: most texts hold none, and every scan asks every rule.
+        if needs and not any(map(text.__contains__, needs)):
+            return ()
+        return search(text)
+
+    def search(text: str) -> Iterator[Span]:
         for match in pattern.finditer(text):
             start, end = _accepted(text, match, accept)
             if end > start:
@@ -183,9 +190,12 @@ def _anchored_finder(pattern: re.Pattern[str], which: int, shortest: int, *,
     match: in "01 020 7946 0958" or "qty 4 4111 1111 1111 1111" the real value starts
     inside a look-alike. Overlaps are settled afterwards, the longer value winning."""
 
-    def find(index: TextIndex) -> Iterator[Span]:
-        text = index.text
-        for position, reach in index.anchors()[which]:
+    def find(index: TextIndex) -> Iterable[Span]:
+        anchors = index.anchors()[which]
+        return matches(index.text, anchors) if anchors else ()
+
+    def matches(text: str, anchors: list[Span]) -> Iterator[Span]:
+        for position, reach in anchors:
             if reach - position < shortest:
                 continue
             match = pattern.match(text, position)
@@ -392,8 +402,11 @@ PEM_MARKER_MAX: Final = 96
 """The longest PEM ``BEGIN`` line: a stream must hold this much to see one start."""
 
 
-def _find_email(index: TextIndex) -> Iterator[Span]:
-    text = index.text
+def _find_email(index: TextIndex) -> Iterable[Span]:
+    return _emails(index.text) if "@" in index.text else ()
+
+
+def _emails(text: str) -> Iterator[Span]:
     at = text.find("@")
     floor = 0  # a local part never reaches back over an earlier "@" or match
     while at != -1:
@@ -406,10 +419,11 @@ def _find_email(index: TextIndex) -> Iterator[Span]:
         at = text.find("@", floor)
 
 
-def _find_ipv6(index: TextIndex) -> Iterator[Span]:
-    text = index.text
-    if ":" not in text:
-        return
+def _find_ipv6(index: TextIndex) -> Iterable[Span]:
+    return _ipv6_addresses(index.text) if ":" in index.text else ()
+
+
+def _ipv6_addresses(text: str) -> Iterator[Span]:
     resume = 0
     for colon in _V6_COLON.finditer(text):
         position = colon.start()
@@ -428,10 +442,11 @@ def _find_ipv6(index: TextIndex) -> Iterator[Span]:
             yield match.span()
 
 
-def _find_pem(index: TextIndex) -> Iterator[Span]:
-    text = index.text
-    if "-----BEGIN" not in text:
-        return
+def _find_pem(index: TextIndex) -> Iterable[Span]:
+    return _pem_blocks(index.text) if "-----BEGIN" in index.text else ()
+
+
+def _pem_blocks(text: str) -> Iterator[Span]:
     position = 0
     while (begin := _PEM_BEGIN.search(text, position)) is not None:
         # Fail closed: a block without its END line runs to the end of the text.
@@ -441,9 +456,9 @@ def _find_pem(index: TextIndex) -> Iterator[Span]:
 
 
 def _chain(*finders: Finder) -> Finder:
-    def find(index: TextIndex) -> Iterator[Span]:
-        for finder in finders:
-            yield from finder(index)
+    def find(index: TextIndex) -> Iterable[Span]:
+        found = [spans for finder in finders if (spans := finder(index)) != ()]
+        return found[0] if len(found) == 1 else itertools.chain.from_iterable(found)
 
     return find
 
@@ -484,3 +499,43 @@ BUILTIN_RULES: Final[dict[str, Rule]] = {rule.rule_id: rule for rule in (
     _secret("private_key", _find_pem, None, 7, _PEM_BEGIN, _PEM_END),
 )}
 """Every built-in rule by id."""
+
+
+# --- the prefilter ----------------------------------------------------------------------
+
+# Every built-in rule needs one of these before it can find anything: "@" (e-mail), ":"
+# (IPv6), "_" (GitHub tokens), a literal its search asks for (the other keys and tokens,
+# PEM), or, for numbers, IBANs and phones, an anchor (each starts at a digit, or at a
+# "+" or "(" before one).
+_TRIGGER_LITERALS = ("sk-", "AKIA", "ASIA", "eyJ", "-----BEGIN")
+_TRIGGER = re.compile("[@:_]|" + "|".join(map(re.escape, _TRIGGER_LITERALS)))
+# For ASCII text: the literals by a character each holds that is rare in prose (a text
+# without it cannot hold them), and one bytes.translate keeping the characters that
+# matter, which for most prose leaves a few bytes or none.
+_LITERALS_BY_MARKER = ((ord("-"), ("sk-", "-----BEGIN")), (ord("K"), ("AKIA",)),
+                       (ord("S"), ("ASIA",)), (ord("J"), ("eyJ",)))
+_SIGN_CODES = tuple(b"@:_")
+_DIGIT_CODES = tuple(b"0123456789")
+_ALL_BUT_KEPT = bytes(sorted(set(range(128)) - {*_SIGN_CODES, *_DIGIT_CODES,
+                                                  *dict(_LITERALS_BY_MARKER)}))
+
+
+def may_hold_builtin(index: TextIndex) -> bool:
+    """False only when no built-in rule can find a value in the indexed text: it has no
+    ``@``, ``:`` or ``_``, none of the literals keys and tokens start with, and no
+    anchor for a number (often no digit at all).
+
+    Prose is often like that, and then this answers for every rule at once.
+    """
+    text = index.text
+    if not text.isascii():
+        if _TRIGGER.search(text) is not None:
+            return True
+        return _DIGIT.search(text) is not None and any(index.anchors())
+    kept = text.encode("ascii").translate(None, _ALL_BUT_KEPT)
+    if any(map(kept.__contains__, _SIGN_CODES)):
+        return True
+    for marker, literals in _LITERALS_BY_MARKER:
+        if marker in kept and any(map(text.__contains__, literals)):
+            return True
+    return any(map(kept.__contains__, _DIGIT_CODES)) and any(index.anchors())

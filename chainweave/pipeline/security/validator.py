@@ -240,7 +240,8 @@ class SecurityValidator(Stage):
     async def check_response(self, response: ChatResponse, call: Call) -> ChatResponse:
         """The response to return: redacted and annotated; raises if it is blocked."""
         findings = self.scan(response.content, "output")
-        findings += await self._moderate(response.content)
+        if self._moderation is not None:
+            findings += await self._moderate(response.content)
         events = self._record(call, findings, "output")
         self._raise_if_blocked(events, "output")
         content = self._apply(response.content, findings, "output")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 import sys
 import unicodedata
@@ -95,3 +96,11 @@ def test_the_result_is_nfkc_stable(text: str) -> None:
 def test_printable_ascii_never_changes(text: str) -> None:
     """Printable ASCII is a fixed point."""
     assert normalize_text(text) == text
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_ascii_fast_path_deletes_what_the_general_path_does(text: str) -> None:
+    """On ASCII text the byte-level path deletes exactly the characters the regex does."""
+    deleted = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    assert normalize_text(text) == deleted
+    assert (normalize_text(text) is text) == (deleted == text)

@@ -14,6 +14,7 @@ import re
 import re._parser as sre_parse
 import string
 import time
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,9 +22,15 @@ from hypothesis import strategies as st
 
 from chainweave.errors import InputValidationError
 from chainweave.pipeline.findings import Finding
+from chainweave.pipeline.security import pii as pii_module
 from chainweave.pipeline.security.checksums import luhn_valid
 from chainweave.pipeline.security.pii import KINDS, CustomPattern, PIIDetector
-from chainweave.pipeline.security.pii_patterns import BUILTIN_RULES, PEM_MARKER_MAX
+from chainweave.pipeline.security.pii_patterns import (
+    BUILTIN_RULES,
+    PEM_MARKER_MAX,
+    TextIndex,
+    may_hold_builtin,
+)
 from tests.pipeline.security.test_checksums import iban_with_check, luhn_check_digit
 
 ALNUM = string.ascii_letters + string.digits
@@ -436,6 +443,62 @@ def test_key_is_found_anywhere(before: str, key: str, after: str) -> None:
     start = len(before) + 1
     assert any(f.category == "secret" and f.start <= start and start + len(key) <= f.end
                for f in DETECTOR.scan(text))
+
+
+# --- the prefilter --------------------------------------------------------------------
+
+
+def _scan_without_prefilter(text: str) -> list[Finding]:
+    with mock.patch.object(pii_module, "may_hold_builtin", return_value=True):
+        return DETECTOR.scan(text)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(glued_texts(), texts_with_values().map(lambda sample: sample[0]),
+                 st.text(alphabet=TEXT_ALPHABET + "kKsSyYeEJjABIGN", max_size=80)))
+def test_prefilter_drops_no_finding(text: str) -> None:
+    """Skipping texts the prefilter rules out finds what running every rule finds."""
+    assert DETECTOR.scan(text) == _scan_without_prefilter(text)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(list(VALUES)).flatmap(lambda kind: VALUES[kind]))
+def test_prefilter_passes_every_kind_of_value(value: str) -> None:
+    """A value of any built-in kind passes the prefilter, as ASCII and next to "é"."""
+    assert may_hold_builtin(TextIndex(value))
+    assert may_hold_builtin(TextIndex(f"\u00e9 {value}"))
+
+
+@pytest.mark.parametrize("trigger", [
+    "@", ":", "_", "sk-", "AKIA", "ASIA", "eyJ", "-----BEGIN", "1234567", "+1 (555) 01",
+    "GB82 WEST"])
+def test_prefilter_passes_each_trigger(trigger: str) -> None:
+    """Each character, literal or number anchor some rule starts from passes, in ASCII
+    text or not."""
+    assert may_hold_builtin(TextIndex(f"plain words {trigger} more"))
+    assert may_hold_builtin(TextIndex(f"plain w\u00f6rds {trigger} more"))
+
+
+@pytest.mark.parametrize("digit", string.digits)
+def test_prefilter_passes_a_run_of_any_digit(digit: str) -> None:
+    """Seven of one digit are a place a number may start, whichever digit it is."""
+    assert may_hold_builtin(TextIndex(f"number {digit * 7} here"))
+
+
+@pytest.mark.parametrize("text", [
+    "Revenue grew in every region; costs held steady (mostly).",
+    "Caf\u00e9 prices rose - a bit - in Z\u00fcrich, SKY high.",
+    "7 regions grew 12% in Q3, and 2 held steady.",
+])
+def test_prefilter_skips_prose_without_a_place_to_start(text: str) -> None:
+    """Prose without "@", ":", "_", a key's prefix or a run of digits is ruled out."""
+    assert not may_hold_builtin(TextIndex(text))
+
+
+def test_custom_rules_are_never_skipped() -> None:
+    """A detector with a custom pattern scans a text the prefilter would rule out."""
+    detector = PIIDetector(custom=[CustomPattern("custom.word", r"\bsteady\b")])
+    assert [f.rule_id for f in detector.scan("costs held steady")] == ["custom.word"]
 
 
 # --- configuration --------------------------------------------------------------------
