@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -50,12 +50,13 @@ if TYPE_CHECKING:
     from chainweave.chains.sequential import SequentialChain
     from chainweave.providers.retry import RetryPolicy
 
-__all__ = ["Chain", "ChainRun", "Inputs", "check_model", "check_seconds"]
+__all__ = ["Chain", "ChainRun", "Inputs", "check_model", "check_seconds", "within"]
 
 #: What ``run`` accepts: a mapping of inputs, or one bare value for a one-input chain.
 Inputs = Mapping[str, Any] | Any
 
 _NOTE = "chainweave: raised in chain "
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,16 +326,9 @@ class Chain(ABC):
         timeout = ctx.config.timeout
         if timeout is None:
             return await self._execute(inputs, ctx)
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await self._execute(inputs, ctx)
-        except TimeoutError as exc:
-            if not scope.expired():
-                raise
-            error = ChainTimeoutError(f"run of chain {self.name!r} timed out after {timeout}s",
-                                      node=self.name, details={"timeout": timeout})
-            ctx.report(error)
-            raise error from exc
+        return await within(timeout, self._execute(inputs, ctx), ctx, lambda: ChainTimeoutError(
+            f"run of chain {self.name!r} timed out after {timeout}s",
+            node=self.name, details={"timeout": timeout}))
 
     async def _execute(self, inputs: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
         """Check inputs, then ``_call`` inside this chain's span and events."""
@@ -443,6 +437,22 @@ async def _gather_fail_fast(coroutines: list[Any]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def within(seconds: float, work: Awaitable[T], ctx: RunContext,
+                 timed_out: Callable[[], ChainTimeoutError]) -> T:
+    """Await ``work``; past ``seconds`` cancel it, then report the error ``timed_out()``
+    builds through ``ctx`` and raise it. A ``TimeoutError`` the work raises itself
+    passes through unchanged."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            return await work
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise
+        error = timed_out()
+        ctx.report(error)
+        raise error from exc
 
 
 def check_model(owner: str, llm: object) -> ChatModel:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from chainweave.chains.base import Chain, check_seconds
+from chainweave.chains.base import Chain, check_seconds, within
 from chainweave.chains.context import RunContext, check_concurrency
 from chainweave.errors import (
     ChainTimeoutError,
@@ -182,18 +182,12 @@ class ParallelChain(Chain):
         seconds = self.timeouts.get(branch)
         if seconds is None:
             return await chain.call(inputs, ctx)
-        try:
-            async with asyncio.timeout(seconds) as scope:
-                return await chain.call(inputs, ctx)
-        except TimeoutError as exc:
-            if not scope.expired():
-                raise
-            error = ChainTimeoutError(
-                f"branch {branch!r} of {self.name!r} timed out after {seconds}s",
-                node=chain.name, details={"timeout": seconds, "branch": branch})
-            # The branch saw a cancellation, not an error: send its ErrorEvent for it.
-            ctx.child(chain.name).report(error)
-            raise error from exc
+        # The branch sees a cancellation, not an error: its ErrorEvent is sent for it.
+        return await within(seconds, chain.call(inputs, ctx), ctx.child(chain.name),
+                            lambda: ChainTimeoutError(
+                                f"branch {branch!r} of {self.name!r} timed out after "
+                                f"{seconds}s", node=chain.name,
+                                details={"timeout": seconds, "branch": branch}))
 
     def _finish(self, decision: Verdict, tally: _Tally, ctx: RunContext) -> dict[str, Any]:
         ordered = {branch: tally.outputs[branch] for branch in self.branches

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chainweave._internal.redact import redact
-from chainweave.chains.base import Chain, check_seconds
+from chainweave.chains.base import Chain, check_seconds, within
 from chainweave.chains.context import RunContext
 from chainweave.chains.events import ChainEnd
 from chainweave.errors import ChainTimeoutError, InputValidationError
@@ -145,13 +145,7 @@ class TimeoutChain(_Wrapper):
         self.seconds = checked
 
     async def _call(self, inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self.seconds) as scope:
-                return await self.inner._execute(inputs, ctx)
-        except TimeoutError as exc:
-            if not scope.expired():
-                raise
-            error = ChainTimeoutError(f"chain {self.name!r} timed out after {self.seconds}s",
-                                      node=self.name, details={"timeout": self.seconds})
-            ctx.report(error)
-            raise error from exc
+        return await within(self.seconds, self.inner._execute(inputs, ctx), ctx,
+                            lambda: ChainTimeoutError(
+                                f"chain {self.name!r} timed out after {self.seconds}s",
+                                node=self.name, details={"timeout": self.seconds}))

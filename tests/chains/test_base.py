@@ -305,38 +305,35 @@ async def test_batch_keeps_input_order() -> None:
         {"slow_upper": "A"}, {"slow_upper": "B"}, {"slow_upper": "C"}]
 
 
-async def test_batch_limits_concurrency() -> None:
-    """``max_concurrency`` bounds how many runs are in flight at once."""
-    running = peak = 0
+def _tracked() -> tuple[TransformChain, list[int]]:
+    """A chain echoing ``text`` after a short wait, and ``[peak]`` concurrent runs seen."""
+    running = 0
+    peak = [0]
 
     @chain
     async def tracked(text: str) -> str:
-        nonlocal running, peak
+        nonlocal running
         running += 1
-        peak = max(peak, running)
+        peak[0] = max(peak[0], running)
         await asyncio.sleep(0.005)
         running -= 1
         return text
 
+    return tracked, peak
+
+
+async def test_batch_limits_concurrency() -> None:
+    """``max_concurrency`` bounds how many runs are in flight at once."""
+    tracked, peak = _tracked()
     await tracked.batch([str(i) for i in range(12)], max_concurrency=3)
-    assert peak == 3
+    assert peak == [3]
 
 
 async def test_batch_uses_run_config_concurrency() -> None:
     """Without its own limit, batch takes ``RunConfig.max_concurrency``."""
-    running = peak = 0
-
-    @chain
-    async def tracked(text: str) -> str:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.005)
-        running -= 1
-        return text
-
+    tracked, peak = _tracked()
     await tracked.batch([str(i) for i in range(8)], RunConfig(max_concurrency=2))
-    assert peak == 2
+    assert peak == [2]
 
 
 async def test_batch_return_exceptions_keeps_going() -> None:
