@@ -26,6 +26,8 @@ from typing import Annotated, Any, overload
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
+from chainweave.chains.events import jsonable
+from chainweave.chains.transform import is_async_callable
 from chainweave.errors import InputValidationError
 from chainweave.types import Tool
 
@@ -75,7 +77,7 @@ class FunctionTool:
             raise InputValidationError(f"tool: fn must be callable, got {fn!r}", field="fn")
         self.name = _tool_name(fn, name)
         self.fn = fn
-        self.is_async = _is_async(fn)
+        self.is_async = is_async_callable(fn)
         if blocking and self.is_async:
             raise InputValidationError(f"tool {self.name!r}: blocking=True is for sync "
                                        "functions; this one is async", field="blocking")
@@ -196,13 +198,7 @@ def format_tool_result(value: Any) -> str:
         return value
     if isinstance(value, BaseModel):
         return value.model_dump_json()
-    return json.dumps(value, ensure_ascii=False, default=_jsonable)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return str(value)
+    return json.dumps(value, ensure_ascii=False, default=jsonable)
 
 
 def _tool_name(fn: Callable[..., Any], name: str | None) -> str:
@@ -214,12 +210,6 @@ def _tool_name(fn: Callable[..., Any], name: str | None) -> str:
             f"tool name {chosen!r} must be 1-64 letters, digits, '_' or '-'{hint}",
             field="name")
     return chosen
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    call = None if inspect.isroutine(target) else type(target).__call__
-    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
 
 
 def _type_hints(name: str, fn: Callable[..., Any]) -> dict[str, Any]:

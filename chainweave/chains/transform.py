@@ -12,7 +12,7 @@ from chainweave.chains.base import Chain
 from chainweave.chains.context import RunContext
 from chainweave.errors import InputValidationError
 
-__all__ = ["TransformChain", "chain"]
+__all__ = ["TransformChain", "chain", "is_async_callable"]
 
 TransformFunction: TypeAlias = Callable[[dict[str, Any]], Any]
 
@@ -42,7 +42,7 @@ class TransformChain(Chain):
                          input_keys=input_keys, output_keys=output_keys)
         if not callable(fn):
             raise InputValidationError(f"{name}: fn must be callable, got {fn!r}", field="fn")
-        self.is_async = _is_async(fn)
+        self.is_async = is_async_callable(fn)
         if blocking and self.is_async:
             raise InputValidationError(f"{name}: blocking=True is for sync functions; "
                                        f"{fn!r} is async", field="blocking")
@@ -63,7 +63,9 @@ class TransformChain(Chain):
         return result  # type: ignore[no-any-return]
 
 
-def _is_async(fn: Callable[..., Any]) -> bool:
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` gives a coroutine: async functions, partials of them, and
+    objects with an async ``__call__``."""
     target = fn.func if isinstance(fn, functools.partial) else fn
     call = None if inspect.isroutine(target) else type(target).__call__
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
@@ -126,7 +128,7 @@ def chain(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
         wanted = tuple(required + optional)
         key = output_key or chain_name
         keys = tuple(output_keys) if output_keys is not None else (key,)
-        is_async = _is_async(function)
+        is_async = is_async_callable(function)
 
         def arguments(inputs: dict[str, Any]) -> dict[str, Any]:
             if takes_all:
